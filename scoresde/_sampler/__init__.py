@@ -1,0 +1,20 @@
+from ._annealed_langevin import AnnealedLangevin as AnnealedLangevin
+from ._base import AbstractSampler as AbstractSampler
+from ._grid import (
+    AbstractTimeGrid as AbstractTimeGrid,
+    EDMGrid as EDMGrid,
+    LogSNRGrid as LogSNRGrid,
+    UniformGrid as UniformGrid,
+)
+from ._langevin import Langevin as Langevin
+from ._predictor_corrector import (
+    AbstractCorrector as AbstractCorrector,
+    AbstractPredictor as AbstractPredictor,
+    EulerMaruyamaPredictor as EulerMaruyamaPredictor,
+    LangevinCorrector as LangevinCorrector,
+    PredictorCorrector as PredictorCorrector,
+    ReverseDiffusionPredictor as ReverseDiffusionPredictor,
+)
+from ._probability_flow import ProbabilityFlowODE as ProbabilityFlowODE
+from ._reverse_sde import ReverseSDE as ReverseSDE
+from ._sample import sample as sample, SampleResult as SampleResult

@@ -1,0 +1,153 @@
+import abc
+from collections.abc import Callable
+
+import equinox as eqx
+import jax.lax as lax
+import jax.numpy as jnp
+import jax.random as jr
+
+from .._custom_types import Array, Data, Float, Int, PRNGKeyArray, Scalar
+from .._sde import AbstractLinearSDE, AbstractSDE
+
+
+ScoreFn = Callable[[Scalar, Data], Data]
+Stats = dict[str, Int[Array, ""]]
+
+
+class AbstractSampler(eqx.Module):
+    """A way of drawing ONE sample from a score; [`sample`][scoresde.sample] vmaps it.
+
+    Subclasses implement `save_times` (when trajectory snapshots may be taken, in the
+    sampler's own progress variable) and `sample_one`.
+    """
+
+    def check(self, sde: AbstractSDE) -> None:
+        """Raises a clear `ValueError`/`TypeError` if this sampler cannot run on `sde`."""
+
+    @abc.abstractmethod
+    def save_times(self, sde: AbstractSDE, num: int) -> Float[Array, " num"]:
+        """`num` snapshot times spread evenly over the run, first to last."""
+
+    @abc.abstractmethod
+    def sample_one(
+        self,
+        sde: AbstractSDE,
+        score: ScoreFn,
+        data_shape: tuple[int, ...],
+        key: PRNGKeyArray,
+        save_ts: Float[Array, " k"] | None,
+    ) -> tuple[Data, Float[Array, "k *data"] | None, Stats]:
+        """Returns the sample, its snapshots at `save_ts` (or `None`), and statistics
+        (`num_steps`, `num_rejected_steps`, `num_score_evals`)."""
+
+
+def resolve_eps(sde: AbstractSDE, eps: float | None) -> float:
+    """The end time a sampler stops at: its own `eps`, or the SDE's default."""
+    return sde.default_eps if eps is None else eps
+
+
+def check_eps(sde: AbstractSDE, eps: float | None) -> float:
+    """Checks, outside jit, that the end time lies in (0, T)."""
+    eps = resolve_eps(sde, eps)
+    T = float(sde.T)
+    if not 0 < eps < T:
+        raise ValueError(
+            f"`eps` must lie in (0, T) = (0, {T}), got {eps}; it is the time reverse-time "
+            "sampling stops at (default: the SDE's `default_eps`)."
+        )
+    return eps
+
+
+def check_num(name: str, value: int, minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}.")
+
+
+def check_positive(name: str, value: float) -> None:
+    if not (isinstance(value, (int, float)) and value > 0):
+        raise ValueError(f"`{name}` must be a number > 0, got {value!r}.")
+
+
+def initial_state(
+    sde: AbstractSDE,
+    key: PRNGKeyArray,
+    data_shape: tuple[int, ...],
+    init_uniform: tuple[float, float] | None,
+) -> Data:
+    """A draw of the SDE's prior, or uniform on a box when `init_uniform = (low, high)`."""
+    if init_uniform is None:
+        return sde.prior_sample(key, data_shape)
+    low, high = init_uniform
+    return jr.uniform(key, data_shape, minval=low, maxval=high)
+
+
+def check_init_uniform(init_uniform: tuple[float, float] | None) -> None:
+    if init_uniform is not None and not (
+        len(init_uniform) == 2 and float(init_uniform[0]) < float(init_uniform[1])
+    ):
+        raise ValueError(f"`init_uniform` must be (low, high) with low < high, got {init_uniform}.")
+
+
+def tweedie_denoise(sde: AbstractSDE, score: ScoreFn, t: Scalar, x: Data) -> Data:
+    r"""Tweedie's formula: $\mathbb E[x_0 \mid x_t] = (x_t + s(t)^2 \nabla\log p_t(x_t))/m(t)$."""
+    if not isinstance(sde, AbstractLinearSDE):
+        raise TypeError("`denoise=True` needs a linear SDE (one with `mean_coeff` and `std`).")
+    return (x + (sde.std(t) ** 2).astype(x.dtype) * score(t, x)) / sde.mean_coeff(t).astype(x.dtype)
+
+
+def check_denoise(sde: AbstractSDE, denoise: bool) -> None:
+    if denoise and not isinstance(sde, AbstractLinearSDE):
+        raise TypeError("`denoise=True` needs a linear SDE (one with `mean_coeff` and `std`).")
+
+
+def evenly_spaced_steps(num_steps: int, num: int) -> Int[Array, " num"]:
+    """`num` step indices from 0 (the initial state) to `num_steps` (the final one)."""
+    return jnp.round(jnp.linspace(0, num_steps, num)).astype(jnp.int32)
+
+
+def scan_with_snapshots(
+    step: Callable[[Int[Array, ""], Data], Data],
+    x0: Data,
+    num_steps: int,
+    save_steps: Int[Array, " k"] | None,
+) -> tuple[Data, Float[Array, "k *data"] | None]:
+    """Runs `x = step(i, x)` for `i = 0 .. num_steps - 1` as one `lax.scan`.
+
+    Snapshots are taken after `save_steps` steps (0 is the initial state); each step writes
+    the state into its snapshot slot, or into a spare slot that is dropped, so the cost is
+    one copy of one sample per step and nothing when no snapshots are asked for.
+    """
+    if save_steps is None:
+        x, _ = lax.scan(lambda x, i: (step(i, x), None), x0, jnp.arange(num_steps))
+        return x, None
+    k = save_steps.shape[0]
+    traj = jnp.zeros((k + 1,) + x0.shape, x0.dtype)
+
+    def write(traj, done, x):
+        hits = save_steps == done
+        slot = jnp.where(hits.any(), jnp.argmax(hits), k)
+        return lax.dynamic_update_index_in_dim(traj, x, slot, 0)
+
+    def body(carry, i):
+        x, traj = carry
+        x = step(i, x)
+        return (x, write(traj, i + 1, x)), None
+
+    traj = write(traj, 0, x0)
+    (x, traj), _ = lax.scan(body, (x0, traj), jnp.arange(num_steps))
+    # A step index listed twice fills only its first slot; copy it to the others.
+    first = jnp.argmax(save_steps[:, None] == save_steps[None, :], axis=1)
+    return x, traj[:k][first]
+
+
+def score_evals_stats(num_steps: int, num_score_evals: int) -> Stats:
+    return {
+        "num_steps": jnp.asarray(num_steps, jnp.int32),
+        "num_rejected_steps": jnp.asarray(0, jnp.int32),
+        "num_score_evals": jnp.asarray(num_score_evals, jnp.int32),
+    }
+
+
+def split2(key: PRNGKeyArray) -> tuple[PRNGKeyArray, PRNGKeyArray]:
+    a, b = jr.split(key)
+    return a, b

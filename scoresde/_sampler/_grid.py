@@ -1,0 +1,82 @@
+"""Time grids for fixed-step samplers: where the steps from T down to eps fall."""
+
+import abc
+
+import equinox as eqx
+import jax.numpy as jnp
+
+from .._custom_types import Array, Float
+from .._sde import AbstractLinearSDE, AbstractSDE
+
+
+class AbstractTimeGrid(eqx.Module):
+    """Places `num_steps + 1` times from $T$ down to $\\epsilon$ (strictly decreasing)."""
+
+    @abc.abstractmethod
+    def times(self, sde: AbstractSDE, num_steps: int, eps: float) -> Float[Array, " num_steps+1"]:
+        """The grid $T = t_0 > t_1 > \\dots > t_n = \\epsilon$."""
+
+
+def _pin_ends(ts: Array, sde: AbstractSDE, eps: float) -> Array:
+    # Inverting sigma(t) in floating point can miss the ends by an ulp; the ends must be exact.
+    return ts.at[0].set(sde.T).at[-1].set(eps)
+
+
+def _require_linear(grid: AbstractTimeGrid, sde: AbstractSDE) -> AbstractLinearSDE:
+    if not isinstance(sde, AbstractLinearSDE):
+        raise TypeError(
+            f"{type(grid).__name__} places steps by the noise level s(t)/m(t), which only a "
+            f"linear SDE has; {type(sde).__name__} is not one. Use UniformGrid()."
+        )
+    return sde
+
+
+class UniformGrid(AbstractTimeGrid):
+    """Steps of equal length in $t$ (Song et al. 2021)."""
+
+    def times(self, sde: AbstractSDE, num_steps: int, eps: float) -> Array:
+        return jnp.linspace(sde.T, eps, num_steps + 1)
+
+
+class EDMGrid(AbstractTimeGrid):
+    r"""Karras et al.'s (2022) polynomial grid in the noise level $\sigma = s(t)/m(t)$:
+
+    $$\sigma_i = \Big(\sigma_{\max}^{1/\rho} + \tfrac{i}{n}\big(\sigma_{\min}^{1/\rho} -
+    \sigma_{\max}^{1/\rho}\big)\Big)^{\rho},$$
+
+    mapped back to times with the SDE's `t_from_sigma`. Larger $\rho$ puts more steps at
+    low noise; $\rho = 7$ is EDM's choice.
+
+    ??? cite "Reference"
+
+        ```bibtex
+        @inproceedings{karras2022elucidating,
+          title={Elucidating the Design Space of Diffusion-Based Generative Models},
+          author={Karras, Tero and Aittala, Miika and Aila, Timo and Laine, Samuli},
+          booktitle={NeurIPS}, year={2022}
+        }
+        ```
+    """
+
+    rho: float = eqx.field(static=True, default=7.0)
+
+    def __check_init__(self):
+        if not self.rho > 0:
+            raise ValueError(f"`rho` must be > 0, got {self.rho}.")
+
+    def times(self, sde: AbstractSDE, num_steps: int, eps: float) -> Array:
+        sde = _require_linear(self, sde)
+        lo, hi = sde.sigma(eps) ** (1 / self.rho), sde.sigma(sde.T) ** (1 / self.rho)
+        frac = jnp.linspace(0.0, 1.0, num_steps + 1)
+        sigmas = (hi + frac * (lo - hi)) ** self.rho
+        return _pin_ends(sde.t_from_sigma(sigmas), sde, eps)
+
+
+class LogSNRGrid(AbstractTimeGrid):
+    r"""Steps of equal length in the log signal-to-noise ratio
+    $\lambda(t) = \log(m(t)^2/s(t)^2)$ (as in DPM-Solver)."""
+
+    def times(self, sde: AbstractSDE, num_steps: int, eps: float) -> Array:
+        sde = _require_linear(self, sde)
+        lambdas = jnp.linspace(sde.log_snr(sde.T), sde.log_snr(eps), num_steps + 1)
+        return _pin_ends(sde.t_from_sigma(jnp.exp(-0.5 * lambdas)), sde, eps)

@@ -1,0 +1,91 @@
+import equinox as eqx
+import jax.numpy as jnp
+import jax.random as jr
+
+from .._custom_types import Array, Data, Float, PRNGKeyArray
+from .._sde import AbstractSDE
+from ._base import (
+    AbstractSampler,
+    check_init_uniform,
+    check_num,
+    check_positive,
+    evenly_spaced_steps,
+    initial_state,
+    resolve_eps,
+    scan_with_snapshots,
+    score_evals_stats,
+    ScoreFn,
+    split2,
+    Stats,
+)
+
+
+def langevin_step(score: ScoreFn, t, x: Data, step_size, key: PRNGKeyArray) -> Data:
+    r"""$x + \tfrac{\alpha}{2} s(t, x) + \sqrt{\alpha}\,z$, $z \sim \mathcal N(0, I)$."""
+    z = jr.normal(key, x.shape, x.dtype)
+    step_size = jnp.asarray(step_size, x.dtype)
+    return x + 0.5 * step_size * score(t, x) + jnp.sqrt(step_size) * z
+
+
+class Langevin(AbstractSampler):
+    r"""Unadjusted Langevin dynamics with a fixed score $s(t_\ast, \cdot)$:
+
+    $$x_{k+1} = x_k + \tfrac{\epsilon}{2} s(t_\ast, x_k) + \sqrt{\epsilon}\,z_k .$$
+
+    This is the step of seed 002 and of Song & Ermon (2019). Seed 001 writes
+    $x + \epsilon' s + \sqrt{2\epsilon'} z$: the same step with $\epsilon = 2\epsilon'$.
+    With a time-free score (seed 001) $t_\ast$ is ignored; with a time-dependent score it
+    targets $p_{t_\ast}$, by default $p_\epsilon$ (≈ the data distribution).
+
+    Langevin needs the score everywhere the chain goes, and it cannot move mass between
+    modes separated by low density: on a mixture it keeps roughly the initial split of
+    the mass (seed 002). Use [`AnnealedLangevin`][scoresde.AnnealedLangevin] there.
+
+    **Arguments:**
+
+    - `num_steps`: number of steps.
+    - `step_size`: $\epsilon > 0$.
+    - `t`: the time the score is evaluated at (default: the SDE's `default_eps`).
+    - `init_uniform`: start uniform on the box `[low, high]^d` (seeds 001, 002) instead of
+      from the SDE's prior.
+    """
+
+    num_steps: int = eqx.field(static=True)
+    step_size: float = eqx.field(static=True)
+    t: float | None = eqx.field(static=True, default=None)
+    init_uniform: tuple[float, float] | None = eqx.field(static=True, default=None)
+
+    def __check_init__(self):
+        check_num("num_steps", self.num_steps)
+        check_positive("step_size", self.step_size)
+        check_init_uniform(self.init_uniform)
+
+    def check(self, sde: AbstractSDE) -> None:
+        if self.t is not None and not 0 <= self.t <= float(sde.T):
+            raise ValueError(f"`t` must lie in [0, T] = [0, {float(sde.T)}], got {self.t}.")
+
+    def _t(self, sde: AbstractSDE) -> float:
+        return resolve_eps(sde, None) if self.t is None else self.t
+
+    def save_times(self, sde: AbstractSDE, num: int) -> Float[Array, " num"]:
+        """Snapshot times are step counts (0 = the initial state)."""
+        return evenly_spaced_steps(self.num_steps, num).astype(float)
+
+    def sample_one(
+        self,
+        sde: AbstractSDE,
+        score: ScoreFn,
+        data_shape: tuple[int, ...],
+        key: PRNGKeyArray,
+        save_ts: Float[Array, " k"] | None,
+    ) -> tuple[Data, Float[Array, "k *data"] | None, Stats]:
+        key_init, key_steps = split2(key)
+        x0 = initial_state(sde, key_init, data_shape, self.init_uniform)
+        t = jnp.asarray(self._t(sde))
+
+        def step(i, x):
+            return langevin_step(score, t, x, self.step_size, jr.fold_in(key_steps, i))
+
+        save_steps = None if save_ts is None else jnp.round(save_ts).astype(jnp.int32)
+        x, traj = scan_with_snapshots(step, x0, self.num_steps, save_steps)
+        return x, traj, score_evals_stats(self.num_steps, self.num_steps)

@@ -1,0 +1,165 @@
+from typing import Literal
+
+import diffrax as dfx
+import equinox as eqx
+import jax.numpy as jnp
+
+from .._custom_types import Array, Data, Float, PRNGKeyArray
+from .._sde import AbstractSDE, GridBrownianPath
+from ._base import (
+    AbstractSampler,
+    resolve_eps,
+    ScoreFn,
+    split2,
+    Stats,
+)
+from ._diffrax_solve import DiffraxSolve
+from ._grid import AbstractTimeGrid, UniformGrid
+
+
+def _levy_area(solver: dfx.AbstractSolver):
+    if isinstance(solver, dfx.AbstractSRK):
+        needed = solver.minimal_levy_area
+        if issubclass(dfx.SpaceTimeLevyArea, needed):
+            return dfx.SpaceTimeLevyArea
+        return dfx.SpaceTimeTimeLevyArea
+    return dfx.BrownianIncrement
+
+
+class ReverseSDE(AbstractSampler):
+    r"""Integrates the reverse-time SDE
+    $\mathrm{d}x = [f(t,x) - g(t)^2 s(t, x)]\,\mathrm{d}t + g(t)\,\mathrm{d}\bar w$
+    from the prior at $T$ down to $\epsilon$ with any Diffrax SDE solver.
+
+    Fixed steps (`num_steps`, placed by `grid`) or adaptive steps (`stepsize_controller`).
+    `diffrax.Euler()` is Euler–Maruyama; `diffrax.Heun()` converges to the same solution
+    because the noise is additive ($g$ does not depend on $x$), as do `diffrax.SRA1()`,
+    `diffrax.ShARK()` and the other additive-noise SRK solvers.
+
+    The Brownian path: `"grid"` ([`GridBrownianPath`][scoresde.GridBrownianPath], one normal
+    draw per step; the default for fixed steps) or `"tree"` (`diffrax.VirtualBrownianTree`;
+    required and the default for adaptive steps). Both are reproducible from the key. With
+    adaptive steps, samples drawn in batches of different sizes agree only up to
+    floating-point noise, since an accept/reject decision can flip.
+
+    **Arguments:**
+
+    - `solver`: a Diffrax SDE solver (default `diffrax.Euler()`).
+    - `num_steps`: number of fixed steps (default 1000 when no controller is given).
+    - `stepsize_controller`: an adaptive controller such as
+      `diffrax.PIDController(rtol=1e-3, atol=1e-3)`; not with `num_steps`.
+    - `grid`: where fixed steps fall (`UniformGrid()`, `EDMGrid(rho=7)`, `LogSNRGrid()`).
+    - `brownian`: `"grid"` or `"tree"` (default: the right one for the step choice).
+    - `brownian_tol`: resolution of the virtual Brownian tree, as a fraction of
+      $T - \epsilon$ (default $2^{-14}$ adaptive; half the smallest step for fixed steps).
+    - `eps`: the end time (default: the SDE's `default_eps`).
+    - `denoise`: finish with one Tweedie denoising step at $\epsilon$ (one more score
+      evaluation).
+    - `max_steps`: the most steps an adaptive solve may take before it raises.
+    """
+
+    solver: dfx.AbstractSolver
+    num_steps: int | None = eqx.field(static=True)
+    stepsize_controller: dfx.AbstractStepSizeController | None
+    grid: AbstractTimeGrid
+    brownian: Literal["grid", "tree"] = eqx.field(static=True)
+    brownian_tol: float | None = eqx.field(static=True)
+    eps: float | None = eqx.field(static=True)
+    denoise: bool = eqx.field(static=True)
+    max_steps: int = eqx.field(static=True)
+
+    def __init__(
+        self,
+        solver: dfx.AbstractSolver = dfx.Euler(),
+        num_steps: int | None = None,
+        stepsize_controller: dfx.AbstractStepSizeController | None = None,
+        *,
+        grid: AbstractTimeGrid = UniformGrid(),
+        brownian: Literal["grid", "tree"] | None = None,
+        brownian_tol: float | None = None,
+        eps: float | None = None,
+        denoise: bool = False,
+        max_steps: int = 16_384,
+    ):
+        if num_steps is None and stepsize_controller is None:
+            num_steps = 1000
+        if brownian is None:
+            brownian = "grid" if stepsize_controller is None else "tree"
+        self.solver = solver
+        self.num_steps = num_steps
+        self.stepsize_controller = stepsize_controller
+        self.grid = grid
+        self.brownian = brownian
+        self.brownian_tol = brownian_tol
+        self.eps = eps
+        self.denoise = denoise
+        self.max_steps = max_steps
+
+    def _solve(self) -> DiffraxSolve:
+        return DiffraxSolve(
+            self.solver,
+            self.num_steps,
+            self.stepsize_controller,
+            self.grid,
+            self.eps,
+            self.denoise,
+            self.max_steps,
+        )
+
+    def check(self, sde: AbstractSDE) -> None:
+        self._solve().check(sde)
+        if self.brownian not in ("grid", "tree"):
+            raise ValueError(f"`brownian` must be 'grid' or 'tree', got {self.brownian!r}.")
+        if self.brownian == "grid":
+            if self.stepsize_controller is not None:
+                raise ValueError(
+                    "Adaptive steps need brownian='tree' (diffrax.VirtualBrownianTree): the "
+                    "grid path only knows the increments of a fixed grid."
+                )
+            if _levy_area(self.solver) is dfx.SpaceTimeTimeLevyArea:
+                raise ValueError(
+                    f"{type(self.solver).__name__} needs space-time-time Lévy area, which "
+                    "the grid Brownian path does not provide; use brownian='tree'."
+                )
+        if self.brownian_tol is not None and not 0 < self.brownian_tol < 1:
+            raise ValueError(f"`brownian_tol` must lie in (0, 1), got {self.brownian_tol}.")
+        if not isinstance(self.solver, (dfx.AbstractItoSolver, dfx.AbstractStratonovichSolver)):
+            raise ValueError(
+                f"`solver` must be an SDE solver (Euler, Heun, SRA1, ShARK, ...), got "
+                f"{type(self.solver).__name__}."
+            )
+
+    def save_times(self, sde: AbstractSDE, num: int) -> Float[Array, " num"]:
+        return self._solve().save_times(sde, num)
+
+    def _brownian_path(self, sde: AbstractSDE, data_shape, key: PRNGKeyArray, grid_ts):
+        solve = self._solve()
+        levy = _levy_area(self.solver)
+        if self.brownian == "grid":
+            return GridBrownianPath(grid_ts[::-1], data_shape, key, levy_area=levy)
+        t_lo = resolve_eps(sde, self.eps)
+        if self.brownian_tol is not None:
+            tol = self.brownian_tol * (sde.T - t_lo)
+        elif solve.adaptive:
+            tol = (sde.T - t_lo) * 2.0**-14
+        else:
+            tol = 0.5 * jnp.abs(jnp.diff(grid_ts)).min()
+        return dfx.VirtualBrownianTree(
+            t_lo, sde.T, tol=tol, shape=data_shape, key=key, levy_area=levy
+        )
+
+    def sample_one(
+        self,
+        sde: AbstractSDE,
+        score: ScoreFn,
+        data_shape: tuple[int, ...],
+        key: PRNGKeyArray,
+        save_ts: Float[Array, " k"] | None,
+    ) -> tuple[Data, Float[Array, "k *data"] | None, Stats]:
+        key_prior, key_path = split2(key)
+        y0 = sde.prior_sample(key_prior, data_shape)
+        solve = self._solve()
+        grid_ts = None if solve.adaptive else solve.grid_times(sde)
+        path = self._brownian_path(sde, data_shape, key_path, grid_ts)
+        terms = sde.reverse_terms(score, path)
+        return solve.solve(sde, score, terms, y0, save_ts, is_sde=True, grid_ts=grid_ts)

@@ -1,0 +1,172 @@
+from collections.abc import Callable
+from typing import Literal, overload
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+from beartype import beartype
+from jaxtyping import jaxtyped
+
+from .._custom_types import Array, Batch, Float, Int, PRNGKeyArray
+from .._sde import AbstractSDE
+from ._base import AbstractSampler
+
+
+class SampleResult(eqx.Module):
+    """What [`sample`][scoresde.sample] returns with `return_info=True`.
+
+    - `samples`: shape `(n, *data)`.
+    - `ts`: shape `(k,)`, when each snapshot was taken: diffusion time for the SDE, ODE and
+      predictor–corrector samplers, step count for the Langevin samplers. Empty if no
+      snapshots were asked for.
+    - `trajectory`: shape `(n, k, *data)`, the samples at `ts`.
+    - `stats`: per-sample counts, each shape `(n,)`: `num_steps` (accepted steps),
+      `num_rejected_steps`, `num_score_evals` (-1 where the solver's count is unknown).
+    """
+
+    samples: Batch
+    ts: Float[Array, " k"]
+    trajectory: Float[Array, "n k *data"]
+    stats: dict[str, Int[Array, " n"]]
+
+
+def _check_shape(shape: tuple[int, ...]) -> None:
+    if len(shape) < 1 or any(isinstance(s, bool) or s < 1 for s in shape):
+        raise ValueError(
+            f"`shape` must be (num_samples, *data_shape) with every entry >= 1, got {shape}."
+        )
+
+
+def _check_score(sde: AbstractSDE, score: Callable, data_shape: tuple[int, ...]) -> None:
+    if not callable(score):
+        raise TypeError(f"`score` must be a callable score(t, x), got {type(score).__name__}.")
+    x = jax.ShapeDtypeStruct(data_shape, jnp.result_type(float))
+    try:
+        out = eqx.filter_eval_shape(score, sde.T, x)
+    except Exception as e:
+        raise ValueError(
+            f"`score` failed on one sample of shape {data_shape} (the data part of `shape`). "
+            "A score is called as score(t, x) on ONE sample, without a batch axis; check that "
+            f"`shape` matches the score. The score raised: {type(e).__name__}: {e}"
+        ) from e
+    if not isinstance(out, jax.ShapeDtypeStruct) or out.shape != data_shape:
+        got = getattr(out, "shape", type(out).__name__)
+        raise ValueError(
+            f"`score(t, x)` must return an array shaped like x, {data_shape} (the data part "
+            f"of `shape`), but it returned {got}."
+        )
+
+
+def _resolve_saveat(sampler, sde, saveat) -> Array | None:
+    if saveat is None:
+        return None
+    if isinstance(saveat, (int, np.integer)) and not isinstance(saveat, bool):
+        if saveat < 1:
+            raise ValueError(f"`saveat` must be >= 1 snapshots, got {saveat}.")
+        return sampler.save_times(sde, int(saveat))
+    ts = jnp.asarray(saveat, dtype=float)
+    if ts.ndim != 1 or ts.shape[0] < 1:
+        raise ValueError(f"`saveat` must be an int or a 1-D array of times, got shape {ts.shape}.")
+    return ts
+
+
+@eqx.filter_jit
+@eqx.debug.assert_max_traces(max_traces=None)  # counts traces, so tests can check retracing
+def _sample_jit(sde, score, sampler, shape, key, save_ts):
+    num, data_shape = shape[0], shape[1:]
+    keys = jax.vmap(lambda i: jr.fold_in(key, i))(jnp.arange(num))
+
+    def one(k):
+        return sampler.sample_one(sde, score, data_shape, k, save_ts)
+
+    x, traj, stats = jax.vmap(one)(keys)
+    x = eqx.error_if(
+        x,
+        ~jnp.all(jnp.isfinite(x)),
+        "sample(): a sample is NaN or inf. The score returned a non-finite value, or the "
+        "sampler diverged (step size too large for Langevin, too few steps near eps).",
+    )
+    return x, traj, stats
+
+
+@overload
+def sample(
+    sde: AbstractSDE,
+    score: Callable,
+    sampler: AbstractSampler,
+    shape: tuple[int, ...],
+    *,
+    key: PRNGKeyArray,
+    saveat: int | Float[Array, " k"] | None = None,
+    return_info: Literal[False] = False,
+) -> Batch: ...
+
+
+@overload
+def sample(
+    sde: AbstractSDE,
+    score: Callable,
+    sampler: AbstractSampler,
+    shape: tuple[int, ...],
+    *,
+    key: PRNGKeyArray,
+    saveat: int | Float[Array, " k"] | None = None,
+    return_info: Literal[True],
+) -> SampleResult: ...
+
+
+@jaxtyped(typechecker=beartype)
+def sample(
+    sde: AbstractSDE,
+    score: Callable,
+    sampler: AbstractSampler,
+    shape: tuple[int, ...],
+    *,
+    key: PRNGKeyArray,
+    saveat: int | Float[Array, " k"] | Float[np.ndarray, " k"] | None = None,
+    return_info: bool = False,
+) -> Batch | SampleResult:
+    r"""Draws samples by running `sampler` with `score` for the forward SDE `sde`.
+
+    Sample $i$ is drawn from `jax.random.fold_in(key, i)`: the same key gives the same
+    samples, and the first 10 of 1000 samples equal the 10 drawn with `shape=(10, ...)`
+    (exactly for fixed-step samplers; adaptive ones agree up to floating-point noise).
+    The whole call is one jitted function, compiled once per configuration.
+
+    **Arguments:**
+
+    - `sde`: the forward SDE ([`VPSDE`][scoresde.VPSDE], [`SubVPSDE`][scoresde.SubVPSDE],
+      [`VESDE`][scoresde.VESDE], ...).
+    - `score`: a callable `score(t, x)` on ONE sample `x` (no batch axis) returning an
+      array shaped like `x`: an exact score, a trained network, a lambda.
+    - `sampler`: [`ReverseSDE`][scoresde.ReverseSDE],
+      [`ProbabilityFlowODE`][scoresde.ProbabilityFlowODE], [`Langevin`][scoresde.Langevin],
+      [`AnnealedLangevin`][scoresde.AnnealedLangevin],
+      [`PredictorCorrector`][scoresde.PredictorCorrector].
+    - `shape`: `(num_samples, *data_shape)`.
+    - `key`: a JAX PRNG key.
+    - `saveat`: trajectory snapshots: an int `k` for `k` snapshots spread evenly from the
+      start to the end of the run, or (SDE/ODE samplers) an array of times in
+      $[\epsilon, T]$, decreasing.
+    - `return_info`: return a [`SampleResult`][scoresde.SampleResult] with the snapshots
+      and statistics instead of the bare array.
+
+    **Returns:**
+
+    An array of exactly `shape`, or a `SampleResult` if `return_info=True`.
+    """
+    _check_shape(shape)
+    if not isinstance(sampler, AbstractSampler):
+        raise TypeError(f"`sampler` must be an AbstractSampler, got {type(sampler).__name__}.")
+    sampler.check(sde)
+    _check_score(sde, score, shape[1:])
+    save_ts = _resolve_saveat(sampler, sde, saveat)
+    x, traj, stats = _sample_jit(sde, score, sampler, shape, key, save_ts)
+    if not return_info:
+        return x
+    if traj is None:
+        save_ts = jnp.zeros((0,))
+        traj = jnp.zeros((shape[0], 0) + shape[1:], x.dtype)
+    return SampleResult(samples=x, ts=save_ts, trajectory=traj, stats=stats)

@@ -1,0 +1,5 @@
+from ._base import AbstractLinearSDE as AbstractLinearSDE, AbstractSDE as AbstractSDE
+from ._brownian import GridBrownianPath as GridBrownianPath
+from ._subvp import SubVPSDE as SubVPSDE
+from ._ve import VESDE as VESDE
+from ._vp import VPSDE as VPSDE

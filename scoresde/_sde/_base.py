@@ -1,0 +1,191 @@
+"""Abstract forward SDEs and the Diffrax terms they declare."""
+
+import abc
+from collections.abc import Callable
+
+import diffrax as dfx
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import lineax as lx
+import numpy as np
+
+from .._custom_types import Array, Data, PRNGKeyArray, Scalar, ScalarLike
+
+
+ScoreFn = Callable[[Scalar, Data], Data]
+
+
+def _as_scalar(name: str, value: ScalarLike) -> Array:
+    """Turns a hyperparameter into a float array leaf, so changing it does not recompile."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.ndarray, jax.Array)):
+        raise TypeError(f"`{name}` must be a real number, got {type(value).__name__}.")
+    out = jnp.asarray(value, dtype=float)
+    if out.ndim != 0:
+        raise ValueError(f"`{name}` must be a scalar, got shape {out.shape}.")
+    return out
+
+
+def _concrete(*values: Array) -> bool:
+    return not any(isinstance(v, jax.core.Tracer) for v in values)
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+class AbstractSDE(eqx.Module):
+    r"""A forward SDE $\mathrm{d}x = f(t, x)\,\mathrm{d}t + g(t)\,\mathrm{d}w$ on $[0, T]$.
+
+    The diffusion is a scalar function of time times the identity, which covers the
+    VP, sub-VP and VE SDEs of Song et al. (2021) and keeps the reverse-time SDE's noise
+    additive. Subclasses give the drift, the diffusion, the prior and `default_eps`.
+
+    From these the SDE declares its Diffrax terms:
+
+    - forward: `MultiTerm(ODETerm(f), ControlTerm(g, brownian))`;
+    - reverse: `MultiTerm(ODETerm(f - g² s), ControlTerm(g, brownian))`, integrated
+      from $T$ down to `eps` with a negative step;
+    - probability flow: `ODETerm(f - ½ g² s)`.
+
+    ??? cite "Reference"
+
+        ```bibtex
+        @inproceedings{song2021scorebased,
+          title={Score-Based Generative Modeling through Stochastic Differential Equations},
+          author={Song, Yang and Sohl-Dickstein, Jascha and Kingma, Diederik P and
+                  Kumar, Abhishek and Ermon, Stefano and Poole, Ben},
+          booktitle={ICLR}, year={2021}
+        }
+        ```
+    """
+
+    T: eqx.AbstractVar[Array]
+
+    @abc.abstractmethod
+    def drift(self, t: ScalarLike, x: Data) -> Data:
+        """The drift $f(t, x)$ of one sample `x`."""
+
+    @abc.abstractmethod
+    def diffusion(self, t: ScalarLike) -> Scalar:
+        """The scalar diffusion coefficient $g(t)$."""
+
+    @abc.abstractmethod
+    def prior_sample(self, key: PRNGKeyArray, data_shape: tuple[int, ...]) -> Data:
+        """One sample of the prior, the reference distribution at time $T$."""
+
+    @abc.abstractmethod
+    def prior_log_prob(self, x: Data) -> Scalar:
+        """The prior's log-density at one sample `x`."""
+
+    @property
+    @abc.abstractmethod
+    def default_eps(self) -> float:
+        """The time at which reverse-time sampling stops unless a sampler says otherwise."""
+
+    # -- Diffrax terms -----------------------------------------------------------------
+
+    def _noise_term(self, brownian: dfx.AbstractBrownianPath) -> dfx.ControlTerm:
+        def dispersion(t, y, args):
+            del args
+            structure = jax.ShapeDtypeStruct(y.shape, y.dtype)
+            return self.diffusion(t).astype(y.dtype) * lx.IdentityLinearOperator(structure)
+
+        return dfx.ControlTerm(dispersion, brownian)
+
+    def forward_terms(self, brownian: dfx.AbstractBrownianPath) -> dfx.MultiTerm:
+        r"""Diffrax terms of the forward SDE $\mathrm{d}x = f\,\mathrm{d}t + g\,\mathrm{d}w$."""
+        drift = dfx.ODETerm(lambda t, y, args: self.drift(t, y))
+        return dfx.MultiTerm(drift, self._noise_term(brownian))
+
+    def reverse_drift(self, score: ScoreFn, t: ScalarLike, x: Data) -> Data:
+        r"""$f(t, x) - g(t)^2 s(t, x)$: the drift of the reverse-time SDE in forward time."""
+        g = self.diffusion(t)
+        return self.drift(t, x) - (g**2).astype(x.dtype) * score(t, x)
+
+    def probability_flow_drift(self, score: ScoreFn, t: ScalarLike, x: Data) -> Data:
+        r"""$f(t, x) - \tfrac12 g(t)^2 s(t, x)$: the probability-flow ODE's vector field."""
+        g = self.diffusion(t)
+        return self.drift(t, x) - (0.5 * g**2).astype(x.dtype) * score(t, x)
+
+    def reverse_terms(self, score: ScoreFn, brownian: dfx.AbstractBrownianPath) -> dfx.MultiTerm:
+        r"""Diffrax terms of the reverse-time SDE (Anderson, 1982).
+
+        $\mathrm{d}x = [f(t, x) - g(t)^2 \nabla_x \log p_t(x)]\,\mathrm{d}t +
+        g(t)\,\mathrm{d}\bar w$, solved from $t_0 = T$ to $t_1 = \epsilon < T$. Diffrax
+        integrates backwards in time when $t_1 < t_0$; the Brownian path lives on
+        $[\epsilon, T]$.
+        """
+        drift = dfx.ODETerm(lambda t, y, args: self.reverse_drift(score, t, y))
+        return dfx.MultiTerm(drift, self._noise_term(brownian))
+
+    def probability_flow_term(self, score: ScoreFn) -> dfx.ODETerm:
+        r"""The probability-flow ODE $\dot x = f(t, x) - \tfrac12 g(t)^2 \nabla_x \log p_t(x)$,
+        whose marginals equal the SDE's."""
+        return dfx.ODETerm(lambda t, y, args: self.probability_flow_drift(score, t, y))
+
+    def discretize(self, t: ScalarLike, dt: ScalarLike, x: Data) -> tuple[Data, Scalar]:
+        r"""One forward step $x_{t} \approx x_{t - \Delta t} + F + G z$ ending at `t`.
+
+        Returns `(F, G)`. This generic version is Euler–Maruyama, $F = f\,\Delta t$,
+        $G = g\sqrt{\Delta t}$; linear SDEs override it with the exact transition. Used by
+        the reverse-diffusion predictor.
+        """
+        return self.drift(t, x) * dt, self.diffusion(t) * jnp.sqrt(dt)
+
+
+class AbstractLinearSDE(AbstractSDE):
+    r"""An SDE with a Gaussian transition kernel
+    $x_t \mid x_0 \sim \mathcal N(m(t)\,x_0,\; s(t)^2 I)$.
+
+    Subclasses give the mean coefficient $m(t)$, the standard deviation $s(t)$, the prior
+    standard deviation, and the inverse of the noise-to-signal ratio
+    $\sigma(t) = s(t)/m(t)$ (used to place time grids in $\sigma$ or log-SNR).
+    """
+
+    @abc.abstractmethod
+    def mean_coeff(self, t: ScalarLike) -> Scalar:
+        """$m(t)$: the marginal mean is $m(t)\\,x_0$."""
+
+    @abc.abstractmethod
+    def std(self, t: ScalarLike) -> Scalar:
+        """$s(t)$: the marginal standard deviation, per coordinate."""
+
+    @abc.abstractmethod
+    def t_from_sigma(self, sigma: ScalarLike) -> Scalar:
+        """The time at which the noise-to-signal ratio $s(t)/m(t)$ equals `sigma`."""
+
+    @property
+    @abc.abstractmethod
+    def prior_std(self) -> Scalar:
+        """Standard deviation of the Gaussian prior $\\mathcal N(0, \\sigma_T^2 I)$."""
+
+    def sigma(self, t: ScalarLike) -> Scalar:
+        """The noise-to-signal ratio $\\sigma(t) = s(t)/m(t)$ (EDM's $\\sigma$)."""
+        return self.std(t) / self.mean_coeff(t)
+
+    def log_snr(self, t: ScalarLike) -> Scalar:
+        r"""$\lambda(t) = \log(m(t)^2 / s(t)^2)$, decreasing in $t$."""
+        return -2.0 * jnp.log(self.sigma(t))
+
+    def marginal_sample(self, key: PRNGKeyArray, t: ScalarLike, x0: Data) -> Data:
+        """One draw of $x_t$ given $x_0$, from the closed-form kernel."""
+        z = jr.normal(key, x0.shape, x0.dtype)
+        return self.mean_coeff(t) * x0 + self.std(t) * z
+
+    def prior_sample(self, key: PRNGKeyArray, data_shape: tuple[int, ...]) -> Data:
+        return self.prior_std * jr.normal(key, data_shape)
+
+    def prior_log_prob(self, x: Data) -> Scalar:
+        var = self.prior_std**2
+        return -0.5 * (jnp.sum(x**2) / var + x.size * jnp.log(2 * jnp.pi * var))
+
+    def discretize(self, t: ScalarLike, dt: ScalarLike, x: Data) -> tuple[Data, Scalar]:
+        r"""The exact transition from $s = t - \Delta t$ to $t$:
+        $x_t = r\,x_s + \sqrt{s(t)^2 - r^2 s(s)^2}\,z$ with $r = m(t)/m(s)$."""
+        s = t - dt
+        ratio = self.mean_coeff(t) / self.mean_coeff(s)
+        var = self.std(t) ** 2 - ratio**2 * self.std(s) ** 2
+        return (ratio - 1) * x, jnp.sqrt(jnp.maximum(var, 0.0))
