@@ -3,17 +3,15 @@
 `Data` is ONE sample (any shape: a vector, an image); `Batch` has a leading sample axis.
 """
 
-from typing import Union
-
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray, Real
 
 
 Scalar = Float[Array, ""]
-ScalarLike = Union[float, int, Real[ArrayLike, ""]]
+ScalarLike = float | int | Real[ArrayLike, ""]
 Data = Float[Array, "*data"]
 Batch = Float[Array, "n *data"]
-FloatArrayLike = Union[Float[Array, "..."], Float[np.ndarray, "..."]]
+FloatArrayLike = Float[Array, "..."] | Float[np.ndarray, "..."]
 
 __all__ = [
     "Array",

@@ -33,7 +33,8 @@ class AnnealedLangevin(AbstractSampler):
     \alpha_i = \epsilon\,\sigma_i^2/\sigma_L^2 .$$
 
     The levels are the times $t_1 = T > \dots > t_L = \epsilon$ of `grid`, with
-    $\sigma_i = s(t_i)$ the marginal std (the score's scale is $1/s(t)$); for the VE SDE a uniform grid gives NCSN's geometric ladder
+    $\sigma_i = s(t_i)$ the marginal std (the score's scale is $1/s(t)$); for the VE SDE a
+    uniform grid gives NCSN's geometric ladder
     from $\sigma_{\max}$ down. The VE SDE's exact std vanishes at $t = 0$, so choose `eps`
     for the smallest level you want: `eps=sde.t_from_sigma(sigma_L)`.
 

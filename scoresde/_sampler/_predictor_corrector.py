@@ -149,9 +149,8 @@ class PredictorCorrector(AbstractSampler):
                 f"`predictor` must be an AbstractPredictor, got {type(self.predictor).__name__}."
             )
         if self.corrector is not None and not isinstance(self.corrector, AbstractCorrector):
-            raise TypeError(
-                f"`corrector` must be an AbstractCorrector or None, got {type(self.corrector).__name__}."
-            )
+            name = type(self.corrector).__name__
+            raise TypeError(f"`corrector` must be an AbstractCorrector or None, got {name}.")
 
     def check(self, sde: AbstractSDE) -> None:
         check_eps(sde, self.eps)

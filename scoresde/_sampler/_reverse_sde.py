@@ -17,15 +17,6 @@ from ._diffrax_solve import DiffraxSolve
 from ._grid import AbstractTimeGrid, UniformGrid
 
 
-def _levy_area(solver: dfx.AbstractSolver):
-    if isinstance(solver, dfx.AbstractSRK):
-        needed = solver.minimal_levy_area
-        if issubclass(dfx.SpaceTimeLevyArea, needed):
-            return dfx.SpaceTimeLevyArea
-        return dfx.SpaceTimeTimeLevyArea
-    return dfx.BrownianIncrement
-
-
 class ReverseSDE(AbstractSampler):
     r"""Integrates the reverse-time SDE
     $\mathrm{d}x = [f(t,x) - g(t)^2 s(t, x)]\,\mathrm{d}t + g(t)\,\mathrm{d}\bar w$
@@ -33,8 +24,11 @@ class ReverseSDE(AbstractSampler):
 
     Fixed steps (`num_steps`, placed by `grid`) or adaptive steps (`stepsize_controller`).
     `diffrax.Euler()` is Euler–Maruyama; `diffrax.Heun()` converges to the same solution
-    because the noise is additive ($g$ does not depend on $x$), as do `diffrax.SRA1()`,
-    `diffrax.ShARK()` and the other additive-noise SRK solvers.
+    because the noise is additive ($g$ does not depend on $x$).
+
+    Diffrax's stochastic Runge–Kutta solvers (SRA1, ShARK, ...) are refused: in Diffrax
+    0.7 they integrate forward in time even when $t_1 < t_0$ (measured on the VP SDE), so a
+    reverse-time solve with them would be silently wrong.
 
     The Brownian path: `"grid"` ([`GridBrownianPath`][scoresde.GridBrownianPath], one normal
     draw per step; the default for fixed steps) or `"tree"` (`diffrax.VirtualBrownianTree`;
@@ -116,16 +110,17 @@ class ReverseSDE(AbstractSampler):
                     "Adaptive steps need brownian='tree' (diffrax.VirtualBrownianTree): the "
                     "grid path only knows the increments of a fixed grid."
                 )
-            if _levy_area(self.solver) is dfx.SpaceTimeTimeLevyArea:
-                raise ValueError(
-                    f"{type(self.solver).__name__} needs space-time-time Lévy area, which "
-                    "the grid Brownian path does not provide; use brownian='tree'."
-                )
         if self.brownian_tol is not None and not 0 < self.brownian_tol < 1:
             raise ValueError(f"`brownian_tol` must lie in (0, 1), got {self.brownian_tol}.")
+        if isinstance(self.solver, dfx.AbstractSRK):
+            raise ValueError(
+                f"`solver={type(self.solver).__name__}()` is not supported: Diffrax's stochastic "
+                "Runge-Kutta solvers ignore the direction of a reverse-time solve (t1 < t0) and "
+                "would integrate forward. Use diffrax.Euler() or diffrax.Heun()."
+            )
         if not isinstance(self.solver, (dfx.AbstractItoSolver, dfx.AbstractStratonovichSolver)):
             raise ValueError(
-                f"`solver` must be an SDE solver (Euler, Heun, SRA1, ShARK, ...), got "
+                f"`solver` must be an SDE solver (Euler, Heun, ...), got "
                 f"{type(self.solver).__name__}."
             )
 
@@ -134,9 +129,8 @@ class ReverseSDE(AbstractSampler):
 
     def _brownian_path(self, sde: AbstractSDE, data_shape, key: PRNGKeyArray, grid_ts):
         solve = self._solve()
-        levy = _levy_area(self.solver)
         if self.brownian == "grid":
-            return GridBrownianPath(grid_ts[::-1], data_shape, key, levy_area=levy)
+            return GridBrownianPath(grid_ts[::-1], data_shape, key)
         t_lo = resolve_eps(sde, self.eps)
         if self.brownian_tol is not None:
             tol = self.brownian_tol * (sde.T - t_lo)
@@ -144,9 +138,7 @@ class ReverseSDE(AbstractSampler):
             tol = (sde.T - t_lo) * 2.0**-14
         else:
             tol = 0.5 * jnp.abs(jnp.diff(grid_ts)).min()
-        return dfx.VirtualBrownianTree(
-            t_lo, sde.T, tol=tol, shape=data_shape, key=key, levy_area=levy
-        )
+        return dfx.VirtualBrownianTree(t_lo, sde.T, tol=tol, shape=data_shape, key=key)
 
     def sample_one(
         self,

@@ -96,7 +96,7 @@ class GaussianMixtureScore(AbstractExactScore):
     def _log_joint_and_whitened(self, t: ScalarLike, x: Float[Array, " d"]):
         centres, chol = self._components(t)
         diff = x - centres
-        white = jax.vmap(lambda l, r: jsp.linalg.solve_triangular(l, r, lower=True))(chol, diff)
+        white = jax.vmap(lambda c, r: jsp.linalg.solve_triangular(c, r, lower=True))(chol, diff)
         logdet = 2 * jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
         d = x.shape[0]
         log_normal = -0.5 * (jnp.sum(white**2, axis=-1) + logdet + d * jnp.log(2 * jnp.pi))
@@ -111,7 +111,7 @@ class GaussianMixtureScore(AbstractExactScore):
         resp = jax.nn.softmax(log_joint)
         # C^{-1}(x - c) = L^{-T} L^{-1}(x - c)
         precision_diff = jax.vmap(
-            lambda l, w: jsp.linalg.solve_triangular(l, w, lower=True, trans="T")
+            lambda c, w: jsp.linalg.solve_triangular(c, w, lower=True, trans="T")
         )(chol, white)
         return -jnp.sum(resp[:, None] * precision_diff, axis=0)
 

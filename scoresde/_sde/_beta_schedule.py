@@ -24,7 +24,8 @@ def beta(beta_min: Array, beta_max: Array, t: ScalarLike) -> Scalar:
 
 
 def integrated_beta(beta_min: Array, beta_max: Array, t: ScalarLike) -> Scalar:
-    r"""$\alpha(t) = \int_0^t \beta = t\beta_{\min} + \tfrac12 t^2 (\beta_{\max} - \beta_{\min})$."""
+    r"""$\alpha(t) = \int_0^t \beta
+    = t\beta_{\min} + \tfrac12 t^2 (\beta_{\max} - \beta_{\min})$."""
     return t * beta_min + 0.5 * t**2 * (beta_max - beta_min)
 
 
