@@ -77,7 +77,9 @@ def test_trajectory_and_statistics(sampler, vp):
 def test_first_snapshot_is_the_prior_draw(vp):
     sampler = sd.ReverseSDE(dfx.Euler(), num_steps=40)
     out = sd.sample(vp, _score(vp), sampler, (5, 2), key=jr.PRNGKey(3), saveat=3, return_info=True)
-    np.testing.assert_allclose(out.ts, [1.0, vp.T / 2 + vp.default_eps / 2, vp.default_eps], rtol=2e-2)
+    np.testing.assert_allclose(
+        out.ts, [1.0, vp.T / 2 + vp.default_eps / 2, vp.default_eps], rtol=2e-2
+    )
     key_prior, _ = jr.split(jr.fold_in(jr.PRNGKey(3), 0))
     np.testing.assert_allclose(out.trajectory[0, 0], vp.prior_sample(key_prior, (2,)), rtol=1e-6)
 
@@ -85,7 +87,9 @@ def test_first_snapshot_is_the_prior_draw(vp):
 def test_saveat_accepts_explicit_times(vp):
     times = jnp.array([0.9, 0.5, 0.1])
     sampler = sd.ReverseSDE(dfx.Heun(), stepsize_controller=dfx.PIDController(rtol=1e-2, atol=1e-2))
-    out = sd.sample(vp, _score(vp), sampler, (3, 2), key=jr.PRNGKey(0), saveat=times, return_info=True)
+    out = sd.sample(
+        vp, _score(vp), sampler, (3, 2), key=jr.PRNGKey(0), saveat=times, return_info=True
+    )
     np.testing.assert_array_equal(out.ts, times)
     assert out.trajectory.shape == (3, 3, 2)
 
@@ -147,12 +151,16 @@ def test_grids_place_steps_as_documented(vp):
         (lambda: sd.ReverseSDE(num_steps=10, eps=1.5), "eps"),
         (lambda: sd.ProbabilityFlowODE(num_steps=-3), "num_steps"),
         (
-            lambda: sd.ReverseSDE(num_steps=10, stepsize_controller=dfx.PIDController(rtol=1e-3, atol=1e-3)),
+            lambda: sd.ReverseSDE(
+                num_steps=10, stepsize_controller=dfx.PIDController(rtol=1e-3, atol=1e-3)
+            ),
             "exactly one",
         ),
         (
             lambda: sd.ReverseSDE(
-                dfx.Heun(), stepsize_controller=dfx.PIDController(rtol=1e-3, atol=1e-3), brownian="grid"
+                dfx.Heun(),
+                stepsize_controller=dfx.PIDController(rtol=1e-3, atol=1e-3),
+                brownian="grid",
             ),
             "brownian='tree'",
         ),
@@ -169,11 +177,17 @@ def test_bad_sampler_configuration_fails_at_the_call(make, match, vp):
     [
         (lambda: sd.Langevin(num_steps=0, step_size=0.1), "num_steps"),
         (lambda: sd.Langevin(num_steps=10, step_size=-0.1), "step_size"),
-        (lambda: sd.AnnealedLangevin(num_levels=0, steps_per_level=10, step_size=0.1), "num_levels"),
+        (
+            lambda: sd.AnnealedLangevin(num_levels=0, steps_per_level=10, step_size=0.1),
+            "num_levels",
+        ),
         (lambda: sd.AnnealedLangevin(num_levels=3, steps_per_level=10, step_size=0.0), "step_size"),
         (lambda: sd.PredictorCorrector(num_steps=0), "num_steps"),
         (lambda: sd.PredictorCorrector(snr=-1.0), "snr"),
-        (lambda: sd.Langevin(num_steps=10, step_size=0.1, init_uniform=(1.0, -1.0)), "init_uniform"),
+        (
+            lambda: sd.Langevin(num_steps=10, step_size=0.1, init_uniform=(1.0, -1.0)),
+            "init_uniform",
+        ),
         (lambda: sd.EDMGrid(rho=0.0), "rho"),
     ],
 )
@@ -202,4 +216,6 @@ def test_wrong_argument_types(vp):
 
 def test_nan_score_is_a_clear_error(vp):
     with pytest.raises(Exception, match="NaN"):
-        sd.sample(vp, lambda t, x: x * jnp.nan, sd.ReverseSDE(num_steps=5), (4, 2), key=jr.PRNGKey(0))
+        sd.sample(
+            vp, lambda t, x: x * jnp.nan, sd.ReverseSDE(num_steps=5), (4, 2), key=jr.PRNGKey(0)
+        )
