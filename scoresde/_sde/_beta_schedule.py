@@ -1,35 +1,67 @@
-"""The linear noise schedule shared by the VP and sub-VP SDEs."""
+"""The linear noise schedule and everything the VP and sub-VP SDEs share."""
 
 import jax.numpy as jnp
 
-from .._custom_types import Array, Scalar, ScalarLike
-from ._base import _concrete, _require
-
-
-def check_betas(beta_min: Array, beta_max: Array, T: Array) -> None:
-    if not _concrete(beta_min, beta_max, T):
-        return
-    _require(float(beta_min) >= 0, f"`beta_min` must be >= 0, got {float(beta_min)}.")
-    _require(
-        float(beta_max) > 0 and float(beta_max) >= float(beta_min),
-        f"`beta_max` must be > 0 and >= `beta_min`, got beta_min={float(beta_min)}, "
-        f"beta_max={float(beta_max)}; swap them if they are the wrong way round.",
-    )
-    _require(float(T) > 0, f"`T` must be > 0, got {float(T)}.")
-
-
-def beta(beta_min: Array, beta_max: Array, t: ScalarLike) -> Scalar:
-    r"""$\beta(t) = \beta_{\min} + t(\beta_{\max} - \beta_{\min})$."""
-    return beta_min + t * (beta_max - beta_min)
-
-
-def integrated_beta(beta_min: Array, beta_max: Array, t: ScalarLike) -> Scalar:
-    r"""$\alpha(t) = \int_0^t \beta
-    = t\beta_{\min} + \tfrac12 t^2 (\beta_{\max} - \beta_{\min})$."""
-    return t * beta_min + 0.5 * t**2 * (beta_max - beta_min)
+from .._custom_types import Array, Data, Scalar, ScalarLike
+from ._base import _as_scalar, _concrete, _require, AbstractLinearSDE
 
 
 def t_from_integrated_beta(beta_min: Array, beta_max: Array, alpha: ScalarLike) -> Scalar:
-    """Inverts `integrated_beta`; the rationalised root stays exact when beta_max == beta_min."""
+    """Inverts $\\alpha(t)$; the rationalised root stays exact when beta_max == beta_min."""
     root = jnp.sqrt(beta_min**2 + 2 * (beta_max - beta_min) * alpha)
     return 2 * alpha / (beta_min + root)
+
+
+class AbstractBetaScheduleSDE(AbstractLinearSDE):
+    r"""An SDE with drift $-\tfrac12\beta(t)x$, $\beta(t) = \beta_{\min} + t(\beta_{\max} -
+    \beta_{\min})$, mean coefficient $m(t) = e^{-\alpha(t)/2}$ with $\alpha(t) = \int_0^t\beta
+    = t\beta_{\min} + \tfrac12 t^2(\beta_{\max} - \beta_{\min})$, and prior
+    $\mathcal N(0, I)$. Subclasses give the diffusion and the std."""
+
+    beta_min: Array
+    beta_max: Array
+    T: Array
+
+    def __init__(
+        self, beta_min: ScalarLike = 0.1, beta_max: ScalarLike = 20.0, T: ScalarLike = 1.0
+    ):
+        self.beta_min = _as_scalar("beta_min", beta_min)
+        self.beta_max = _as_scalar("beta_max", beta_max)
+        self.T = _as_scalar("T", T)
+
+    def __check_init__(self):
+        if not _concrete(self.beta_min, self.beta_max, self.T):
+            return
+        lo, hi = float(self.beta_min), float(self.beta_max)
+        _require(lo >= 0, f"`beta_min` must be >= 0, got {lo}.")
+        _require(
+            hi > 0 and hi >= lo,
+            f"`beta_max` must be > 0 and >= `beta_min`, got beta_min={lo}, beta_max={hi}; "
+            "swap them if they are the wrong way round.",
+        )
+        _require(float(self.T) > 0, f"`T` must be > 0, got {float(self.T)}.")
+
+    @property
+    def default_eps(self) -> float:
+        return 1e-3
+
+    @property
+    def prior_std(self) -> Scalar:
+        return jnp.ones_like(self.T)
+
+    def beta(self, t: ScalarLike) -> Scalar:
+        r"""$\beta(t)$."""
+        return self.beta_min + t * (self.beta_max - self.beta_min)
+
+    def integrated_beta(self, t: ScalarLike) -> Scalar:
+        r"""$\alpha(t) = \int_0^t \beta(s)\,\mathrm{d}s$."""
+        return t * self.beta_min + 0.5 * t**2 * (self.beta_max - self.beta_min)
+
+    def t_from_integrated_beta(self, alpha: ScalarLike) -> Scalar:
+        return t_from_integrated_beta(self.beta_min, self.beta_max, alpha)
+
+    def drift(self, t: ScalarLike, x: Data) -> Data:
+        return (-0.5 * self.beta(t)).astype(x.dtype) * x
+
+    def mean_coeff(self, t: ScalarLike) -> Scalar:
+        return jnp.exp(-0.5 * self.integrated_beta(t))
