@@ -132,7 +132,9 @@ def sample(
 
     Sample $i$ is drawn from `jax.random.fold_in(key, i)`: the same key gives the same
     samples, and the first 10 of 1000 samples equal the 10 drawn with `shape=(10, ...)`
-    (exactly for fixed-step samplers; adaptive ones agree up to floating-point noise).
+    (fixed-step samplers: up to a few float32 ulps, as XLA may vectorise a batch of 10
+    differently from one of 1000; adaptive ones only up to floating-point noise, since an
+    accept/reject decision can flip).
     The whole call is one jitted function, compiled once per configuration.
 
     **Arguments:**
