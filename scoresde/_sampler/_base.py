@@ -7,10 +7,9 @@ import jax.numpy as jnp
 import jax.random as jr
 
 from .._custom_types import Array, Data, Float, Int, PRNGKeyArray, Scalar
-from .._sde import AbstractLinearSDE, AbstractSDE
+from .._sde import AbstractLinearSDE, AbstractSDE, ScoreFn
 
 
-ScoreFn = Callable[[Scalar, Data], Data]
 Stats = dict[str, Int[Array, ""]]
 
 

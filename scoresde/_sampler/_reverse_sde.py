@@ -128,13 +128,13 @@ class ReverseSDE(AbstractSampler):
         return self._solve().save_times(sde, num)
 
     def _brownian_path(self, sde: AbstractSDE, data_shape, key: PRNGKeyArray, grid_ts):
-        solve = self._solve()
+        """`grid_ts` is the fixed-step grid, or `None` for adaptive steps."""
         if self.brownian == "grid":
             return GridBrownianPath(grid_ts[::-1], data_shape, key)
         t_lo = resolve_eps(sde, self.eps)
         if self.brownian_tol is not None:
             tol = self.brownian_tol * (sde.T - t_lo)
-        elif solve.adaptive:
+        elif grid_ts is None:
             tol = (sde.T - t_lo) * 2.0**-14
         else:
             tol = 0.5 * jnp.abs(jnp.diff(grid_ts)).min()

@@ -1,4 +1,8 @@
-from ._base import AbstractLinearSDE as AbstractLinearSDE, AbstractSDE as AbstractSDE
+from ._base import (
+    AbstractLinearSDE as AbstractLinearSDE,
+    AbstractSDE as AbstractSDE,
+    ScoreFn as ScoreFn,
+)
 from ._brownian import GridBrownianPath as GridBrownianPath
 from ._subvp import SubVPSDE as SubVPSDE
 from ._ve import VESDE as VESDE
