@@ -2,6 +2,21 @@
 
 import importlib.metadata
 
+from . import datasets as datasets, metrics as metrics, nn as nn, plotting as plotting
+from ._ncsnv2 import (
+    geometric_ratio as geometric_ratio,
+    langevin_step_size as langevin_step_size,
+    max_pairwise_distance as max_pairwise_distance,
+    ncsnv2_hyperparameters as ncsnv2_hyperparameters,
+    NCSNv2Hyperparameters as NCSNv2Hyperparameters,
+)
+from ._objective import (
+    AbstractObjective as AbstractObjective,
+    DenoisingScoreMatching as DenoisingScoreMatching,
+    ImplicitScoreMatching as ImplicitScoreMatching,
+    MultiNoiseDSM as MultiNoiseDSM,
+    SlicedScoreMatching as SlicedScoreMatching,
+)
 from ._sampler import (
     AbstractCorrector as AbstractCorrector,
     AbstractPredictor as AbstractPredictor,
@@ -23,8 +38,12 @@ from ._sampler import (
 )
 from ._score import (
     AbstractExactScore as AbstractExactScore,
+    AbstractParameterisation as AbstractParameterisation,
+    DirectScore as DirectScore,
+    EDMDenoiser as EDMDenoiser,
     EmpiricalScore as EmpiricalScore,
     GaussianMixtureScore as GaussianMixtureScore,
+    NoisePrediction as NoisePrediction,
 )
 from ._sde import (
     AbstractLinearSDE as AbstractLinearSDE,
@@ -33,6 +52,15 @@ from ._sde import (
     SubVPSDE as SubVPSDE,
     VESDE as VESDE,
     VPSDE as VPSDE,
+)
+from ._train import (
+    CheckpointError as CheckpointError,
+    fit as fit,
+    FitResult as FitResult,
+    load_checkpoint as load_checkpoint,
+    read_metadata as read_metadata,
+    save_checkpoint as save_checkpoint,
+    TrainState as TrainState,
 )
 
 

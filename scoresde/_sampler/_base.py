@@ -6,6 +6,7 @@ import jax.lax as lax
 import jax.numpy as jnp
 import jax.random as jr
 
+from .._checks import check_num as check_num, check_positive as check_positive
 from .._custom_types import Array, Data, Float, Int, PRNGKeyArray, Scalar
 from .._sde import AbstractLinearSDE, AbstractSDE, ScoreFn
 
@@ -55,16 +56,6 @@ def check_eps(sde: AbstractSDE, eps: float | None) -> float:
             "sampling stops at (default: the SDE's `default_eps`)."
         )
     return eps
-
-
-def check_num(name: str, value: int, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}.")
-
-
-def check_positive(name: str, value: float) -> None:
-    if not (isinstance(value, (int, float)) and value > 0):
-        raise ValueError(f"`{name}` must be a number > 0, got {value!r}.")
 
 
 def initial_state(

@@ -1,3 +1,9 @@
 from ._base import AbstractExactScore as AbstractExactScore
 from ._empirical import EmpiricalScore as EmpiricalScore
 from ._gaussian_mixture import GaussianMixtureScore as GaussianMixtureScore
+from ._parameterisation import (
+    AbstractParameterisation as AbstractParameterisation,
+    DirectScore as DirectScore,
+    EDMDenoiser as EDMDenoiser,
+    NoisePrediction as NoisePrediction,
+)

@@ -1,0 +1,164 @@
+"""The objective interface and the pieces every score-matching loss shares."""
+
+import abc
+from collections.abc import Callable
+from typing import Literal
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+
+from .._custom_types import Array, Batch, Data, Float, PRNGKeyArray, Scalar
+from .._sde import AbstractLinearSDE, AbstractSDE
+
+
+Model = Callable[[Scalar, Data], Data]
+Weighting = Literal["std2", "likelihood", "constant"]
+TimeSampling = Literal["uniform", "importance"]
+
+
+class AbstractObjective(eqx.Module):
+    """A score-matching loss. Subclasses define `loss_one`, the loss of ONE data point
+    with its own key; calling the objective on a batch vmaps it and takes the mean.
+
+    The model is any score `model(t, x)` of one sample: a network, or a parameterisation
+    such as [`NoisePrediction`][scoresde.NoisePrediction] wrapping one.
+    """
+
+    @abc.abstractmethod
+    def loss_one(self, model: Model, x: Data, key: PRNGKeyArray) -> Scalar:
+        """The loss of one data point `x` (no batch axis)."""
+
+    def check(self, data_shape: tuple[int, ...]) -> None:
+        """Raises a clear error, before any tracing, if the objective cannot train on data
+        of this shape."""
+
+    def __call__(self, model: Model, batch: Batch, key: PRNGKeyArray) -> Scalar:
+        """The mean loss over a batch; data point `i` uses `fold_in(key, i)`."""
+        keys = jax.vmap(lambda i: jr.fold_in(key, i))(jnp.arange(batch.shape[0]))
+        return jnp.mean(jax.vmap(lambda x, k: self.loss_one(model, x, k))(batch, keys))
+
+
+def require_linear(objective: AbstractObjective, sde: AbstractSDE | None) -> None:
+    if sde is not None and not isinstance(sde, AbstractLinearSDE):
+        raise TypeError(
+            f"{type(objective).__name__} perturbs data with the closed-form kernel "
+            f"N(m(t) x, s(t)^2 I), which only a linear SDE has; got {type(sde).__name__}."
+        )
+
+
+def check_eps(sde: AbstractSDE, eps: float | None) -> float:
+    """`eps` (default: the SDE's) must lie in (0, T); checked outside jit."""
+    eps = sde.default_eps if eps is None else eps
+    if not 0 < eps < float(sde.T):
+        raise ValueError(
+            f"`eps` must lie in (0, T) = (0, {float(sde.T)}), got {eps}: it is the smallest "
+            "training time (default: the SDE's `default_eps`)."
+        )
+    return eps
+
+
+def weight(sde: AbstractLinearSDE, weighting: Weighting, t: Scalar) -> Scalar:
+    r"""$\lambda(t)$: $s(t)^2$ (`"std2"`), $g(t)^2$ (`"likelihood"`) or 1 (`"constant"`)."""
+    if weighting == "std2":
+        return sde.std(t) ** 2
+    if weighting == "likelihood":
+        return sde.diffusion(t) ** 2
+    return jnp.ones_like(t)
+
+
+def perturb(
+    sde: AbstractLinearSDE, t: Scalar, x: Data, key: PRNGKeyArray
+) -> tuple[Data, Data, Scalar]:
+    r"""$x_t = m(t)x + s(t)z$; returns $(x_t, z, s(t))$."""
+    z = jr.normal(key, x.shape, x.dtype)
+    std = sde.std(t)
+    return sde.mean_coeff(t) * x + std * z, z, std
+
+
+class TimeDistribution(eqx.Module):
+    r"""Draws the training time $t \in [\epsilon, T]$ and the factor that makes every choice
+    estimate the same loss $\mathbb E_{t \sim U[\epsilon, T]}[\lambda(t)\,\ell(t)]$.
+
+    - `"uniform"`: $t \sim U[\epsilon, T]$, factor $\lambda(t)/s(t)^2$.
+    - `"importance"`: $t \sim q(t) \propto \lambda(t)/s(t)^2$ (Song et al., 2021b), factor
+      $\lambda(t)/(s(t)^2 (T-\epsilon) q(t))$, constant in $t$ up to the tabulation, so the
+      per-sample loss varies far less. $q$ is tabulated on 4096 log-spaced times (the
+      weight grows like $1/t$ near 0); the factor uses the exact density of the piecewise
+      linear inverse CDF, so the estimator stays unbiased.
+
+    The factor multiplies $\tfrac12\|s(t)\,\hat s + z\|^2$-style terms, which is why it
+    divides by $s(t)^2$.
+    """
+
+    sde: AbstractLinearSDE
+    weighting: Weighting = eqx.field(static=True)
+    time_sampling: TimeSampling = eqx.field(static=True)
+    eps: float = eqx.field(static=True)
+    grid: Float[Array, " m"] | None
+    cdf: Float[Array, " m"] | None
+
+    def __init__(self, sde, weighting, time_sampling, eps):
+        if weighting not in ("std2", "likelihood", "constant"):
+            raise ValueError(
+                f"`weighting` must be 'std2', 'likelihood' or 'constant', got {weighting!r}."
+            )
+        if time_sampling not in ("uniform", "importance"):
+            raise ValueError(
+                f"`time_sampling` must be 'uniform' or 'importance', got {time_sampling!r}."
+            )
+        self.sde, self.weighting, self.time_sampling, self.eps = sde, weighting, time_sampling, eps
+        if time_sampling == "importance":
+            grid = jnp.geomspace(eps, float(sde.T), 4096)
+            w = self._ratio(grid)
+            cells = 0.5 * (w[1:] + w[:-1]) * jnp.diff(grid)
+            self.grid, self.cdf = grid, jnp.concatenate([jnp.zeros(1), jnp.cumsum(cells)])
+        else:
+            self.grid = self.cdf = None
+
+    def _ratio(self, t):
+        return weight(self.sde, self.weighting, t) / self.sde.std(t) ** 2
+
+    def __call__(self, key: PRNGKeyArray) -> tuple[Scalar, Scalar]:
+        """Returns `(t, factor)`."""
+        length = self.sde.T - self.eps
+        if self.time_sampling == "uniform":
+            t = jr.uniform(key, (), minval=self.eps, maxval=self.sde.T)
+            return t, self._ratio(t)
+        assert self.grid is not None and self.cdf is not None
+        u = jr.uniform(key, ()) * self.cdf[-1]
+        t = jnp.interp(u, self.cdf, self.grid)
+        cell = jnp.clip(jnp.searchsorted(self.cdf, u) - 1, 0, self.grid.shape[0] - 2)
+        density = (self.cdf[cell + 1] - self.cdf[cell]) / (
+            (self.grid[cell + 1] - self.grid[cell]) * self.cdf[-1]
+        )
+        return t, self._ratio(t) / (length * density)
+
+
+class MaybeNoisy(eqx.Module):
+    r"""Where the time-free objectives (implicit, sliced) evaluate the model.
+
+    Without an SDE: on the data itself at $t = 0$ (seed 001: a time-free network). With a
+    linear SDE: at $x_t = m(t)x + s(t)z$, $t \sim U[\epsilon, T]$, weighted by $s(t)^2$ so
+    every time contributes on the same scale; these objectives need only samples of
+    $p_t$, which $x_t$ is.
+    """
+
+    sde: AbstractLinearSDE | None
+    eps: float | None = eqx.field(static=True)
+
+    def __init__(self, objective: AbstractObjective, sde: AbstractLinearSDE | None, eps):
+        require_linear(objective, sde)
+        if sde is None and eps is not None:
+            raise ValueError("`eps` only applies with an `sde`; leave it out without one.")
+        self.sde, self.eps = sde, None if sde is None else check_eps(sde, eps)
+
+    def __call__(self, x: Data, key: PRNGKeyArray) -> tuple[Scalar, Data, Scalar]:
+        """Returns `(t, input, weight)`."""
+        if self.sde is None:
+            return jnp.zeros((), x.dtype), x, jnp.ones((), x.dtype)
+        key_t, key_z = jr.split(key)
+        t = jr.uniform(key_t, (), minval=self.eps, maxval=self.sde.T)
+        x_t, _, std = perturb(self.sde, t, x, key_z)
+        return t, x_t, std**2

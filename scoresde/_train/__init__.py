@@ -1,0 +1,7 @@
+from ._checkpoint import (
+    CheckpointError as CheckpointError,
+    load_checkpoint as load_checkpoint,
+    read_metadata as read_metadata,
+    save_checkpoint as save_checkpoint,
+)
+from ._fit import fit as fit, FitResult as FitResult, TrainState as TrainState
