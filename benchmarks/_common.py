@@ -1,27 +1,11 @@
-"""Shared pieces of the benchmark scripts: the seed-000 score network and a timer."""
+"""Shared pieces of the benchmark scripts: a timer and the environment record."""
 
 import datetime
 import platform
 import statistics
 import time
 
-import equinox as eqx
 import jax
-import jax.numpy as jnp
-import jax.random as jr
-
-
-class TimeMLP(eqx.Module):
-    """Seed 000's `ApproximateScore`: (x, t - 1/2, cos 2πt) -> 3 x 256 ReLU -> score."""
-
-    mlp: eqx.nn.MLP
-
-    def __init__(self, dim: int, key, width: int = 256, depth: int = 3):
-        self.mlp = eqx.nn.MLP(dim + 2, dim, width, depth, activation=jax.nn.relu, key=key)
-
-    def __call__(self, t, x):
-        feats = jnp.stack([t - 0.5, jnp.cos(2 * jnp.pi * t)]).astype(x.dtype)
-        return self.mlp(jnp.concatenate([x, feats]))
 
 
 def time_call(fn, *args, repeats: int = 5):
@@ -50,4 +34,4 @@ def environment() -> dict:
     }
 
 
-__all__ = ["TimeMLP", "environment", "jr", "time_call"]
+__all__ = ["environment", "time_call"]

@@ -16,7 +16,7 @@ import jax
 import jax.lax as lax
 import jax.numpy as jnp
 import jax.random as jr
-from _common import environment, time_call, TimeMLP
+from _common import environment, time_call
 
 import scoresde as sd
 
@@ -46,7 +46,7 @@ def main():
     args = parser.parse_args()
 
     sde = sd.VPSDE(beta_min=0.1, beta_max=20.0)
-    net = TimeMLP(2, jr.PRNGKey(0))
+    net = sd.nn.TimeMLP(2, key=jr.PRNGKey(0))
     key = jr.PRNGKey(1)
     shape = (args.batch, 2)
 
