@@ -3,6 +3,14 @@
 import importlib.metadata
 
 from . import datasets as datasets, metrics as metrics, nn as nn, plotting as plotting
+from ._likelihood import (
+    AbstractDivergence as AbstractDivergence,
+    bits_per_dim as bits_per_dim,
+    ExactDivergence as ExactDivergence,
+    HutchinsonDivergence as HutchinsonDivergence,
+    log_prob as log_prob,
+    LogProbResult as LogProbResult,
+)
 from ._ncsnv2 import (
     geometric_ratio as geometric_ratio,
     langevin_step_size as langevin_step_size,

@@ -9,6 +9,7 @@ import numpy as np
 from beartype import beartype
 from jaxtyping import jaxtyped
 
+from .._checks import check_score
 from .._custom_types import Array, Batch, Float, Int, PRNGKeyArray
 from .._sde import AbstractSDE
 from ._base import AbstractSampler
@@ -36,26 +37,6 @@ def _check_shape(shape: tuple[int, ...]) -> None:
     if len(shape) < 1 or any(isinstance(s, bool) or s < 1 for s in shape):
         raise ValueError(
             f"`shape` must be (num_samples, *data_shape) with every entry >= 1, got {shape}."
-        )
-
-
-def _check_score(sde: AbstractSDE, score: Callable, data_shape: tuple[int, ...]) -> None:
-    if not callable(score):
-        raise TypeError(f"`score` must be a callable score(t, x), got {type(score).__name__}.")
-    x = jax.ShapeDtypeStruct(data_shape, jnp.result_type(float))
-    try:
-        out = eqx.filter_eval_shape(score, sde.T, x)
-    except Exception as e:
-        raise ValueError(
-            f"`score` failed on one sample of shape {data_shape} (the data part of `shape`). "
-            "A score is called as score(t, x) on ONE sample, without a batch axis; check that "
-            f"`shape` matches the score. The score raised: {type(e).__name__}: {e}"
-        ) from e
-    if not isinstance(out, jax.ShapeDtypeStruct) or out.shape != data_shape:
-        got = getattr(out, "shape", type(out).__name__)
-        raise ValueError(
-            f"`score(t, x)` must return an array shaped like x, {data_shape} (the data part "
-            f"of `shape`), but it returned {got}."
         )
 
 
@@ -163,7 +144,7 @@ def sample(
     if not isinstance(sampler, AbstractSampler):
         raise TypeError(f"`sampler` must be an AbstractSampler, got {type(sampler).__name__}.")
     sampler.check(sde)
-    _check_score(sde, score, shape[1:])
+    check_score(sde, score, shape[1:], "the data part of `shape`")
     save_ts = _resolve_saveat(sampler, sde, saveat)
     x, traj, stats = _sample_jit(sde, score, sampler, shape, key, save_ts)
     if not return_info:
