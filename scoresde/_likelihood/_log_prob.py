@@ -15,6 +15,7 @@ from .._checks import check_num, check_score
 from .._custom_types import Array, Float, FloatArrayLike, Int, PRNGKeyArray, Real
 from .._sampler._diffrax_solve import score_evals_per_step
 from .._sde import AbstractSDE
+from .._sharding import batch_sharding, Devices, fold_in_keys, map_batch, resolve_mesh
 from ._divergence import AbstractDivergence, ExactDivergence, HutchinsonDivergence
 
 
@@ -85,8 +86,10 @@ def _resolve_divergence(divergence, data_shape, key) -> AbstractDivergence:
 
 
 @eqx.filter_jit
-def _log_prob_jit(sde, score, x, key, divergence, solver, controller, num_steps, eps, max_steps):
-    def one(x, k):
+def _log_prob_jit(
+    sde, score, x, keys, divergence, solver, controller, num_steps, eps, max_steps, mesh, chunk
+):
+    def one(x, k, sde, score, divergence, solver, controller):
         probes = divergence.probes(k, x)
 
         def field(t, y, args):
@@ -120,13 +123,21 @@ def _log_prob_jit(sde, score, x, key, divergence, solver, controller, num_steps,
         }
         return prior + delta, prior, delta, x_T, stats
 
-    keys = jax.vmap(lambda i: jr.fold_in(key, i))(jnp.arange(x.shape[0]))
-    lp, prior, delta, latent, stats = jax.vmap(one)(x, keys)
-    lp = eqx.error_if(
-        lp,
-        ~jnp.all(jnp.isfinite(lp)),
-        "log_prob(): a log-density is NaN or inf: the score returned a non-finite value, or "
-        "the ODE solve failed (raise max_steps, loosen rtol/atol, or check eps).",
+    def block(batch, *args):
+        x, keys = batch
+        lp, *rest = jax.vmap(lambda x, k: one(x, k, *args))(x, keys)
+        # Checked inside each device's program, so the result stays sharded.
+        lp = eqx.error_if(
+            lp,
+            ~jnp.all(jnp.isfinite(lp)),
+            "log_prob(): a log-density is NaN or inf: the score returned a non-finite value, "
+            "or the ODE solve failed (raise max_steps, loosen rtol/atol, or check eps).",
+        )
+        return lp, *rest
+
+    args = (sde, score, divergence, solver, controller)
+    lp, prior, delta, latent, stats = map_batch(
+        block, (x, keys), mesh=mesh, chunk_size=chunk, replicated_args=args
     )
     return LogProbResult(log_prob=lp, prior_log_prob=prior, delta=delta, latent=latent, stats=stats)
 
@@ -147,6 +158,8 @@ def log_prob(
     eps: float | None = None,
     max_steps: int = 4096,
     return_info: bool = False,
+    devices: Devices = None,
+    chunk_size: int | None = None,
 ) -> Float[Array, " n"] | LogProbResult:
     r"""The log-density of each row of `x` under the model, through the probability-flow
     ODE $\dot x = \tilde f(t, x) = f(t, x) - \tfrac12 g(t)^2 s(t, x)$, a continuous
@@ -179,6 +192,8 @@ def log_prob(
     - `max_steps`: the adaptive solve's step budget.
     - `return_info`: return a [`LogProbResult`][scoresde.LogProbResult] with the prior
       term, the divergence integral and statistics.
+    - `devices`, `chunk_size`: data parallelism over the rows of `x` and blocks per
+      device, as for [`sample`][scoresde.sample].
 
     **Returns:** `Float[Array, "n"]` in nats, or a `LogProbResult`.
 
@@ -204,8 +219,25 @@ def log_prob(
         check_num("num_steps", num_steps)
     divergence = _resolve_divergence(divergence, x.shape[1:], key)
     key = jr.key(0) if key is None else key  # unused by the exact trace
+    if chunk_size is not None:
+        check_num("chunk_size", chunk_size)
+    mesh = resolve_mesh(devices, x.shape[0], "The number of rows of `x`")
+    keys = fold_in_keys(key, x.shape[0], mesh)
+    if mesh is not None:
+        x = jax.device_put(x, batch_sharding(mesh))
     result = _log_prob_jit(
-        sde, score, x, key, divergence, solver, stepsize_controller, num_steps, eps, max_steps
+        sde,
+        score,
+        x,
+        keys,
+        divergence,
+        solver,
+        stepsize_controller,
+        num_steps,
+        eps,
+        max_steps,
+        mesh,
+        chunk_size,
     )
     return result if return_info else result.log_prob
 

@@ -4,14 +4,14 @@ from typing import Literal, overload
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import jax.random as jr
 import numpy as np
 from beartype import beartype
 from jaxtyping import jaxtyped
 
-from .._checks import check_score
+from .._checks import check_num, check_score
 from .._custom_types import Array, Batch, Float, Int, PRNGKeyArray
 from .._sde import AbstractSDE
+from .._sharding import Devices, fold_in_keys, map_batch, resolve_mesh
 from ._base import AbstractSampler
 
 
@@ -55,21 +55,22 @@ def _resolve_saveat(sampler, sde, saveat) -> Array | None:
 
 @eqx.filter_jit
 @eqx.debug.assert_max_traces(max_traces=None)  # counts traces, so tests can check retracing
-def _sample_jit(sde, score, sampler, shape, key, save_ts):
-    num, data_shape = shape[0], shape[1:]
-    keys = jax.vmap(lambda i: jr.fold_in(key, i))(jnp.arange(num))
+def _sample_jit(sde, score, sampler, data_shape, keys, save_ts, mesh, chunk_size):
+    def block(ks, sde, score, sampler, save_ts):
+        x, traj, stats = jax.vmap(lambda k: sampler.sample_one(sde, score, data_shape, k, save_ts))(
+            ks
+        )
+        # Checked per block, inside the device's own program, so the result stays sharded.
+        x = eqx.error_if(
+            x,
+            ~jnp.all(jnp.isfinite(x)),
+            "sample(): a sample is NaN or inf. The score returned a non-finite value, or the "
+            "sampler diverged (step size too large for Langevin, too few steps near eps).",
+        )
+        return x, traj, stats
 
-    def one(k):
-        return sampler.sample_one(sde, score, data_shape, k, save_ts)
-
-    x, traj, stats = jax.vmap(one)(keys)
-    x = eqx.error_if(
-        x,
-        ~jnp.all(jnp.isfinite(x)),
-        "sample(): a sample is NaN or inf. The score returned a non-finite value, or the "
-        "sampler diverged (step size too large for Langevin, too few steps near eps).",
-    )
-    return x, traj, stats
+    args = (sde, score, sampler, save_ts)
+    return map_batch(block, keys, mesh=mesh, chunk_size=chunk_size, replicated_args=args)
 
 
 @overload
@@ -82,6 +83,8 @@ def sample(
     key: PRNGKeyArray,
     saveat: int | Float[Array, " k"] | None = None,
     return_info: Literal[False] = False,
+    devices: Devices = None,
+    chunk_size: int | None = None,
 ) -> Batch: ...
 
 
@@ -95,6 +98,8 @@ def sample(
     key: PRNGKeyArray,
     saveat: int | Float[Array, " k"] | None = None,
     return_info: Literal[True],
+    devices: Devices = None,
+    chunk_size: int | None = None,
 ) -> SampleResult: ...
 
 
@@ -108,6 +113,8 @@ def sample(
     key: PRNGKeyArray,
     saveat: int | Float[Array, " k"] | Float[np.ndarray, " k"] | None = None,
     return_info: bool = False,
+    devices: Devices = None,
+    chunk_size: int | None = None,
 ) -> Batch | SampleResult:
     r"""Draws samples by running `sampler` with `score` for the forward SDE `sde`.
 
@@ -135,6 +142,14 @@ def sample(
       $[\epsilon, T]$, decreasing.
     - `return_info`: return a [`SampleResult`][scoresde.SampleResult] with the snapshots
       and statistics instead of the bare array.
+    - `devices`: where to run, data-parallel over the sample axis: `None` (default) for
+      every device when `num_samples` divides evenly over them (else one device, with a
+      warning), a list of devices, or a 1-D `jax.sharding.Mesh`. The result is sharded
+      along its first axis.
+    - `chunk_size`: run each device's share in blocks of this many samples, one after
+      another. With a fixed `chunk_size` every device runs the same compiled block, so
+      sample $i$ is bitwise the same on 1, 2 or 4 devices (and for any batch that is a
+      multiple of it); it also bounds memory. Default: one block per device (fastest).
 
     **Returns:**
 
@@ -146,7 +161,11 @@ def sample(
     sampler.check(sde)
     check_score(sde, score, shape[1:], "the data part of `shape`")
     save_ts = _resolve_saveat(sampler, sde, saveat)
-    x, traj, stats = _sample_jit(sde, score, sampler, shape, key, save_ts)
+    if chunk_size is not None:
+        check_num("chunk_size", chunk_size)
+    mesh = resolve_mesh(devices, shape[0], "The number of samples")
+    keys = fold_in_keys(key, shape[0], mesh)
+    x, traj, stats = _sample_jit(sde, score, sampler, shape[1:], keys, save_ts, mesh, chunk_size)
     if not return_info:
         return x
     if traj is None:

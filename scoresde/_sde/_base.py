@@ -90,7 +90,9 @@ class AbstractSDE(eqx.Module):
     def _noise_term(self, brownian: dfx.AbstractBrownianPath) -> dfx.ControlTerm:
         def dispersion(t, y, args):
             del args
-            structure = jax.ShapeDtypeStruct(y.shape, y.dtype)
+            # eval_shape, not ShapeDtypeStruct(y.shape, ...): inside shard_map the
+            # structure carries the manual mesh, and lineax compares it with the control's.
+            structure = jax.eval_shape(lambda: y)
             return self.diffusion(t).astype(y.dtype) * lx.IdentityLinearOperator(structure)
 
         return dfx.ControlTerm(dispersion, brownian)

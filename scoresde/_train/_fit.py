@@ -17,6 +17,7 @@ from .._checks import check_num
 from .._custom_types import Array, Float, FloatArrayLike, Int, PRNGKeyArray
 from .._objective import AbstractObjective
 from .._sde import AbstractSDE
+from .._sharding import batch_sharding, Devices, global_data, replicated, resolve_mesh
 from ._checkpoint import load_checkpoint, save_checkpoint
 from ._ema import ema_update
 
@@ -104,7 +105,9 @@ def _check_model(model, data: Array) -> None:
 
 
 @eqx.filter_jit
-def _train_chunk(state: TrainState, objective, optimizer, data, num: int, batch_size: int, rate):
+def _train_chunk(
+    state: TrainState, objective, optimizer, data, num: int, batch_size: int, rate, mesh
+):
     spec = trainable(state.model)
     params, static = eqx.partition(state.model, spec)
     ema, _ = eqx.partition(state.ema_model, spec)
@@ -121,6 +124,8 @@ def _train_chunk(state: TrainState, objective, optimizer, data, num: int, batch_
         position = step % batches_per_epoch
         perm = lax.cond(position == 0, lambda: permutation(step), lambda: perm)
         batch = data[lax.dynamic_slice_in_dim(perm, position * batch_size, batch_size)]
+        if mesh is not None:  # split the batch over devices; XLA all-reduces the gradients
+            batch = lax.with_sharding_constraint(batch, batch_sharding(mesh))
         loss, grads = eqx.filter_value_and_grad(loss_fn)(params, batch, jr.fold_in(key_loss, step))
         updates, opt_state = optimizer.update(grads, opt_state, params)
         params = eqx.apply_updates(params, updates)
@@ -150,6 +155,7 @@ def fit(
     checkpoint_every: int | None = None,
     resume: bool = False,
     progress: bool = True,
+    devices: Devices = None,
 ) -> FitResult:
     r"""Trains `model` (a score `model(t, x)` of one sample) by minimising `objective` on
     minibatches of `data`.
@@ -182,6 +188,12 @@ def fit(
     - `resume`: continue from `checkpoint` (which must exist and match the model and
       optimiser, else a clear error).
     - `progress`: show a tqdm progress bar.
+    - `devices`: data parallelism: `None` (default) for every device when `batch_size`
+      divides evenly over them (else one device, with a warning), a list of devices, or a
+      1-D `jax.sharding.Mesh`. Each step's batch is split over the devices, parameters and
+      optimiser state are replicated, and XLA reduces the gradients. With several
+      processes (`jax.distributed.initialize()`), each process passes its own shard of the
+      data; the shards together form the data set.
 
     **Returns:** a [`FitResult`][scoresde.FitResult].
     """
@@ -207,6 +219,8 @@ def fit(
     data = _check_data(data, batch_size)
     objective.check(data.shape[1:])
     _check_model(model, data)
+    mesh = resolve_mesh(devices, batch_size, "`batch_size`")
+    data = global_data(mesh, data)
 
     params = eqx.filter(model, trainable(model))
     state = TrainState(model, model, optimizer.init(params), jnp.asarray(0), _raw_key(key))
@@ -217,6 +231,7 @@ def fit(
         if len(losses) != int(state.step):
             raise ValueError(f"{checkpoint}: loss history and step disagree; it is corrupt.")
 
+    state = replicated(mesh, state)
     done = int(state.step)
     history = [losses]
     bar = tqdm(total=num_steps, initial=min(done, num_steps), disable=not progress, unit="step")
@@ -226,7 +241,7 @@ def fit(
             if checkpoint_every is not None:
                 chunk = min(chunk, checkpoint_every - done % checkpoint_every)
             state, chunk_losses = _train_chunk(
-                state, objective, optimizer, data, chunk, batch_size, ema_rate
+                state, objective, optimizer, data, chunk, batch_size, ema_rate, mesh
             )
             chunk_losses = np.asarray(chunk_losses)
             if not np.all(np.isfinite(chunk_losses)):
