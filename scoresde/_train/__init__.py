@@ -4,4 +4,9 @@ from ._checkpoint import (
     read_metadata as read_metadata,
     save_checkpoint as save_checkpoint,
 )
-from ._fit import fit as fit, FitResult as FitResult, TrainState as TrainState
+from ._fit import (
+    fit as fit,
+    FitResult as FitResult,
+    init_state as init_state,
+    TrainState as TrainState,
+)

@@ -61,6 +61,13 @@ def trainable(model) -> object:
     )
 
 
+def init_state(model, optimizer: optax.GradientTransformation, key: PRNGKeyArray) -> TrainState:
+    """The state of a run before its first step; also the template a checkpoint of such a
+    run loads into."""
+    params = eqx.filter(model, trainable(model))
+    return TrainState(model, model, optimizer.init(params), jnp.asarray(0), _raw_key(key))
+
+
 def _raw_key(key: PRNGKeyArray) -> Array:
     key = jnp.asarray(key)
     return jr.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
@@ -222,8 +229,7 @@ def fit(
     mesh = resolve_mesh(devices, batch_size, "`batch_size`")
     data = global_data(mesh, data)
 
-    params = eqx.filter(model, trainable(model))
-    state = TrainState(model, model, optimizer.init(params), jnp.asarray(0), _raw_key(key))
+    state = init_state(model, optimizer, key)
     losses = np.zeros((0,), np.float32)
     if resume:
         state, meta = load_checkpoint(checkpoint, state)

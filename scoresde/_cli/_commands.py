@@ -1,0 +1,235 @@
+"""What each subcommand does; imports the heavy parts only when one runs."""
+
+import json
+import pathlib
+
+import diffrax as dfx
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+
+from .. import metrics, plotting
+from .._likelihood import log_prob
+from .._sampler import (
+    AnnealedLangevin,
+    Langevin,
+    PredictorCorrector,
+    ProbabilityFlowODE,
+    ReverseSDE,
+    sample as sample_fn,
+)
+from .._train import CheckpointError, fit, init_state, load_checkpoint
+from ._config import (
+    build_model,
+    build_objective,
+    build_optimizer,
+    build_sde,
+    CHECKPOINT,
+    CLIError,
+    CONFIG,
+    FORMAT,
+    load_data,
+    ncsn_eps,
+    read_config,
+    read_run,
+    time_free,
+    training_data,
+    write_config,
+)
+
+
+def _merged_config(args, defaults: dict) -> dict:
+    """Defaults < the --config file < options given on the command line."""
+    config = dict(defaults)
+    if args.config:
+        path = pathlib.Path(args.config)
+        if not path.is_file():
+            raise CLIError(f"no config file at {path}")
+        given = read_config(path)
+        unknown = sorted(set(given) - set(defaults))
+        if unknown:
+            raise CLIError(f"{path}: unknown option(s) {unknown}; known: {sorted(defaults)}")
+        config.update(given)
+    for name in defaults:
+        value = getattr(args, name, None)
+        if value is not None:
+            config[name] = value
+    if args.data:
+        config["dataset"] = None
+    for name in ("num_data", "steps", "batch_size", "width", "num_levels", "checkpoint_every"):
+        if not isinstance(config[name], int) or config[name] < 1:
+            raise CLIError(f"{name.replace('_', '-')} must be an integer >= 1, got {config[name]}")
+    if not config["lr"] > 0:
+        raise CLIError(f"lr must be > 0, got {config['lr']}")
+    return config
+
+
+def _load_state(run: pathlib.Path, config: dict):
+    sde = build_sde(config)
+    model = build_model(config, sde)
+    template = init_state(model, build_optimizer(config), jr.key(config["seed"]))
+    try:
+        state, meta = load_checkpoint(run / CHECKPOINT, template)
+    except CheckpointError as e:
+        raise CLIError(str(e)) from e
+    return sde, state, meta
+
+
+def train(args, defaults: dict) -> None:
+    from .. import __version__
+
+    run = pathlib.Path(args.out or defaults["out"])
+    if args.resume:
+        config = read_run(str(run))
+        if args.steps is not None:
+            config["steps"] = args.steps
+        data = training_data(config)
+    else:
+        config = _merged_config(args, defaults)
+        if (run / CHECKPOINT).exists():
+            raise CLIError(f"{run} already holds a run; use --resume, or another --out")
+        data = training_data(config)
+        config["data_shape"] = list(data.shape[1:])
+        if config["objective"] == "ncsn" and config["sde"] != "ve":
+            raise CLIError("--objective ncsn needs --sde ve (NCSN's geometric noise ladder)")
+    if data.shape[0] < config["batch_size"]:
+        raise CLIError(
+            f"--batch-size {config['batch_size']} exceeds the {data.shape[0]} data points"
+        )
+    if list(data.shape[1:]) != list(config["data_shape"]):
+        raise CLIError(f"data shape {data.shape[1:]} differs from the run's {config['data_shape']}")
+    sde = build_sde(config, data)
+    config.update(format=FORMAT, scoresde=__version__, out=str(run))
+    run.mkdir(parents=True, exist_ok=True)
+    write_config(run, config)
+    result = fit(
+        build_model(config, sde),
+        build_objective(config, sde),
+        data,
+        optimizer=build_optimizer(config),
+        num_steps=config["steps"],
+        batch_size=config["batch_size"],
+        key=jr.key(config["seed"]),
+        checkpoint=run / CHECKPOINT,
+        checkpoint_every=config["checkpoint_every"],
+        resume=args.resume,
+        progress=not args.no_progress,
+    )
+    plotting.save(plotting.plot_loss(result.losses), run / "loss.png")
+    print(f"trained to step {int(result.state.step)}; final loss {result.losses[-100:].mean():.4g}")
+    print(f"wrote {run / CHECKPOINT}, {run / 'loss.png'}, {run / CONFIG}")
+
+
+def _sampler(name: str, solver: str, steps: int, step_size: float, config: dict, sde):
+    if time_free(config) and name not in ("langevin", None):
+        raise CLIError(
+            f"this run's model is time-free (objective {config['objective']}): use "
+            "--sampler langevin"
+        )
+    if name is None:
+        name = "langevin" if time_free(config) else "reverse-sde"
+    if name == "langevin":
+        return Langevin(num_steps=steps, step_size=step_size)
+    if name == "annealed-langevin":
+        levels = config["num_levels"]
+        return AnnealedLangevin(
+            num_levels=levels,
+            steps_per_level=max(steps // levels, 1),
+            step_size=step_size * 1e-2,
+            eps=ncsn_eps(config, sde),
+        )
+    if name == "pc":
+        return PredictorCorrector(num_steps=steps)
+    if name == "reverse-sde":
+        if solver == "adaptive":
+            return ReverseSDE(
+                dfx.Heun(),
+                stepsize_controller=dfx.PIDController(rtol=1e-2, atol=1e-2),
+                brownian="tree",
+            )
+        return ReverseSDE(dfx.Euler() if solver == "euler" else dfx.Heun(), num_steps=steps)
+    if solver == "adaptive":
+        return ProbabilityFlowODE()
+    return ProbabilityFlowODE(dfx.Euler() if solver == "euler" else dfx.Heun(), num_steps=steps)
+
+
+def _figure(samples: np.ndarray, path: pathlib.Path) -> None:
+    if samples.ndim == 4:
+        import matplotlib.pyplot as plt
+
+        k = min(len(samples), 64)
+        side = int(np.ceil(np.sqrt(k)))
+        fig, axes = plt.subplots(side, side, figsize=(side, side))
+        for ax, img in zip(np.ravel(axes), samples[:k], strict=False):
+            ax.imshow(np.clip(np.moveaxis(img, 0, -1).squeeze(), 0, 1), cmap="gray")
+        for ax in np.ravel(axes):
+            ax.axis("off")
+        plotting.save(fig, path)
+    else:
+        plotting.save(plotting.plot_scatter(samples[:, :2]), path)
+
+
+def _draw(run, config, sde, state, sampler_name, solver, num, steps, step_size, seed):
+    sampler = _sampler(sampler_name, solver, steps, step_size, config, sde)
+    shape = (num, *config["data_shape"])
+    return np.asarray(sample_fn(sde, state.ema_model, sampler, shape, key=jr.key(seed)))
+
+
+def sample(args) -> None:
+    run = pathlib.Path(args.run)
+    config = read_run(args.run)
+    sde, state, _ = _load_state(run, config)
+    x = _draw(
+        run,
+        config,
+        sde,
+        state,
+        args.sampler,
+        args.solver,
+        args.num,
+        args.steps,
+        args.step_size,
+        args.seed,
+    )
+    out = pathlib.Path(args.out) if args.out else run / "samples.npy"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.save(out, x)
+    _figure(x, out.with_suffix(".png"))
+    print(f"wrote {len(x)} samples to {out} and {out.with_suffix('.png')}")
+
+
+def evaluate(args) -> None:
+    run = pathlib.Path(args.run)
+    config = read_run(args.run)
+    data = load_data(args.data)
+    if list(data.shape[1:]) != list(config["data_shape"]):
+        raise CLIError(
+            f"{args.data} has samples of shape {data.shape[1:]}; the run was trained on "
+            f"{tuple(config['data_shape'])}"
+        )
+    data = data[: args.num]
+    sde, state, _ = _load_state(run, config)
+    report = {"run": str(run), "data": args.data, "num": int(len(data))}
+    dim = int(np.prod(data.shape[1:]))
+    if time_free(config):
+        print("log-likelihood: n/a (a time-free model has no probability-flow ODE)")
+    else:
+        lp = log_prob(sde, state.ema_model, jnp.asarray(data), key=jr.key(args.seed))
+        report["log_likelihood_nats"] = float(jnp.mean(lp))
+        report["bits_per_dim"] = float(-jnp.mean(lp) / (dim * jnp.log(2.0)))
+        print(
+            f"log-likelihood: {report['log_likelihood_nats']:.4f} nats per sample "
+            f"({report['bits_per_dim']:.4f} bits/dim, continuous data)"
+        )
+    x = _draw(run, config, sde, state, None, "euler", len(data), 500, 1e-2, args.seed)
+    flat_x, flat_d = x.reshape(len(x), -1), data.reshape(len(data), -1)
+    report["energy_distance"] = float(metrics.energy_distance(flat_x, flat_d))
+    report["mmd"] = float(metrics.mmd(flat_x, flat_d))
+    report["sliced_wasserstein"] = float(
+        metrics.sliced_wasserstein(flat_x, flat_d, key=jr.key(args.seed))
+    )
+    print(
+        f"energy distance {report['energy_distance']:.5f}, MMD {report['mmd']:.5f}, "
+        f"sliced W2 {report['sliced_wasserstein']:.4f} ({len(x)} samples vs the data)"
+    )
+    (run / "evaluation.json").write_text(json.dumps(report, indent=2))

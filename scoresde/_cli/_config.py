@@ -1,0 +1,167 @@
+"""Run directories: the exact configuration of a training run, and how to rebuild its
+SDE, model, objective and optimiser from it."""
+
+import math
+import pathlib
+
+import jax.random as jr
+import numpy as np
+import optax
+import tomllib
+
+from .. import datasets, nn
+from .._ncsnv2 import max_pairwise_distance
+from .._objective import (
+    DenoisingScoreMatching,
+    ImplicitScoreMatching,
+    MultiNoiseDSM,
+    SlicedScoreMatching,
+)
+from .._score import DirectScore, NoisePrediction
+from .._sde import SubVPSDE, VESDE, VPSDE
+
+
+FORMAT = 1
+CONFIG = "config.toml"
+CHECKPOINT = "checkpoint.ckpt"
+DATASETS = {
+    "swiss_roll": lambda n, k: datasets.swiss_roll(n, key=k, noise=0.5),
+    "two_moons": lambda n, k: datasets.two_moons(n, key=k),
+    "checkerboard": lambda n, k: datasets.checkerboard(n, key=k),
+    "eight_gaussians": lambda n, k: datasets.eight_gaussians(n, key=k),
+    "pinwheel": lambda n, k: datasets.pinwheel(n, key=k),
+    "circle": lambda n, k: datasets.circle(n, key=k),
+    "ncsn_mixture": lambda n, k: datasets.ncsn_mixture(n, key=k),
+}
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit status 1."""
+
+
+def load_data(path: str) -> np.ndarray:
+    """`.npy`, `.npz` (its only array, or the one named `data`) or `.csv` (numbers only,
+    one row per sample) as a float32 array `(n, *data_shape)`."""
+    file = pathlib.Path(path)
+    if not file.is_file():
+        raise CLIError(f"no data file at {file}")
+    try:
+        if file.suffix == ".npy":
+            data = np.load(file)
+        elif file.suffix == ".npz":
+            with np.load(file) as z:
+                names = list(z.keys())
+                if "data" not in names and len(names) != 1:
+                    raise CLIError(f"{file} holds {names}: name the array 'data'")
+                data = z["data" if "data" in names else names[0]]
+        elif file.suffix == ".csv":
+            data = np.loadtxt(file, delimiter=",", ndmin=2)
+        else:
+            raise CLIError(f"{file}: use a .npy, .npz or .csv file")
+    except (ValueError, OSError) as e:
+        raise CLIError(f"cannot read {file}: {e}") from e
+    if data.ndim not in (2, 4):
+        raise CLIError(
+            f"{file} has shape {data.shape}: expected (n, d) vectors or (n, C, H, W) images"
+        )
+    if not np.all(np.isfinite(data)):
+        raise CLIError(f"{file} contains NaN or inf")
+    return data.astype(np.float32)
+
+
+def training_data(config: dict) -> np.ndarray:
+    if config.get("data"):
+        return load_data(config["data"])
+    make = DATASETS[config["dataset"]]
+    return np.asarray(make(config["num_data"], jr.key(config["seed"] + 1)))
+
+
+def build_sde(config: dict, data: np.ndarray | None = None):
+    if config["sde"] == "vp":
+        return VPSDE()
+    if config["sde"] == "subvp":
+        return SubVPSDE()
+    if "sigma_max" not in config:
+        # NCSNv2's technique 1: the largest distance between two training points.
+        config["sigma_max"] = float(max_pairwise_distance(data[: min(len(data), 4096)]))
+    return VESDE(sigma_min=0.01, sigma_max=config["sigma_max"])
+
+
+def time_free(config: dict) -> bool:
+    return config["objective"] in ("ism", "ssm")
+
+
+def build_model(config: dict, sde):
+    shape = tuple(config["data_shape"])
+    key = jr.key(config["seed"])
+    if len(shape) == 3:
+        net = nn.UNet(shape, key=key)
+    elif time_free(config):
+        net = nn.TimeFreeMLP(shape[0], width=config["width"], depth=config["depth"], key=key)
+    else:
+        net = nn.TimeMLP(shape[0], width=config["width"], depth=config["depth"], key=key)
+    if config["objective"] == "dsm":
+        return NoisePrediction(net, sde)
+    return DirectScore(net)
+
+
+def build_objective(config: dict, sde):
+    name = config["objective"]
+    if name == "dsm":
+        return DenoisingScoreMatching(sde)
+    if name == "ism":
+        return ImplicitScoreMatching()
+    if name == "ssm":
+        return SlicedScoreMatching()
+    return MultiNoiseDSM(sde, config["num_levels"], eps=ncsn_eps(config, sde))
+
+
+def ncsn_eps(config: dict, sde) -> float:
+    """The smallest noise level: 1% of sigma_max, at least VESDE's sigma_min * 5."""
+    sigma_l = max(0.01 * config["sigma_max"], 0.05)
+    return float(sde.t_from_sigma(sigma_l)) if isinstance(sde, VESDE) else sde.default_eps
+
+
+def build_optimizer(config: dict):
+    return optax.adam(config["lr"])
+
+
+def write_config(run: pathlib.Path, config: dict) -> None:
+    """A flat TOML file (strings, numbers, booleans, lists of numbers)."""
+
+    def value(v):
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v) if math.isfinite(v) else f'"{v}"'
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    lines = [f"{k} = {value(v)}" for k, v in config.items() if v is not None]
+    tmp = run / (CONFIG + ".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(run / CONFIG)
+
+
+def read_config(path: pathlib.Path) -> dict:
+    try:
+        return tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise CLIError(f"cannot read {path}: {e}") from e
+
+
+def read_run(run: str) -> dict:
+    """The config of a run directory written by `scoresde train`, checked for version."""
+    directory = pathlib.Path(run)
+    if not (directory / CONFIG).is_file():
+        raise CLIError(f"{directory} is not a run directory (no {CONFIG}); train one first")
+    config = read_config(directory / CONFIG)
+    if config.get("format") != FORMAT:
+        raise CLIError(
+            f"{directory} was written by an incompatible scoresde (run format "
+            f"{config.get('format')}, this version reads {FORMAT}); retrain it"
+        )
+    if not (directory / CHECKPOINT).is_file():
+        raise CLIError(f"{directory} has no {CHECKPOINT}; its training did not finish a save")
+    return config

@@ -1,0 +1,158 @@
+"""`scoresde` / `python -m scoresde`: train, sample, evaluate, demo."""
+
+import argparse
+import sys
+
+from ._config import CLIError, DATASETS
+
+
+TRAIN_DEFAULTS = {
+    "data": None,
+    "dataset": "swiss_roll",
+    "num_data": 20000,
+    "sde": "vp",
+    "objective": "dsm",
+    "steps": 2000,
+    "batch_size": 256,
+    "lr": 2e-3,
+    "width": 256,
+    "depth": 3,
+    "num_levels": 10,
+    "checkpoint_every": 500,
+    "seed": 0,
+    "out": "run",
+}
+SAMPLERS = ["reverse-sde", "pf-ode", "langevin", "annealed-langevin", "pc"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """Errors as one line, exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="scoresde", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    train = sub.add_parser("train", help="train a score model; writes a run directory")
+    train.add_argument("--config", help="a TOML file with any of these options (CLI wins)")
+    source = train.add_mutually_exclusive_group()
+    source.add_argument(
+        "--data", help="training data: .npy, .npz or .csv, shape (n, d) or (n, C, H, W)"
+    )
+    source.add_argument(
+        "--dataset", choices=sorted(DATASETS), help="a built-in toy data set (default swiss_roll)"
+    )
+    train.add_argument("--num-data", type=int, help="points drawn from --dataset (default 20000)")
+    train.add_argument("--sde", choices=["vp", "subvp", "ve"], help="forward SDE (default vp)")
+    train.add_argument(
+        "--objective",
+        choices=["dsm", "ism", "ssm", "ncsn"],
+        help="denoising (default), implicit, sliced score matching, or NCSN multi-noise DSM",
+    )
+    train.add_argument("--steps", type=int, help="total training steps (default 2000)")
+    train.add_argument("--batch-size", type=int, help="default 256")
+    train.add_argument("--lr", type=float, help="Adam learning rate (default 2e-3)")
+    train.add_argument("--width", type=int, help="MLP width (default 256)")
+    train.add_argument("--depth", type=int, help="MLP hidden layers (default 3)")
+    train.add_argument("--num-levels", type=int, help="noise levels for ncsn (default 10)")
+    train.add_argument(
+        "--checkpoint-every", type=int, help="steps between checkpoints (default 500)"
+    )
+    train.add_argument("--seed", type=int, help="PRNG seed (default 0)")
+    train.add_argument("--out", help="the run directory (default ./run)")
+    train.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
+    )
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    sample = sub.add_parser("sample", help="draw samples from a trained run")
+    sample.add_argument("--run", default="run", help="the run directory (default ./run)")
+    sample.add_argument(
+        "--sampler",
+        choices=SAMPLERS,
+        default=None,
+        help="default reverse-sde (langevin for ism/ssm runs)",
+    )
+    sample.add_argument(
+        "--solver",
+        choices=["euler", "heun", "adaptive"],
+        default="euler",
+        help="for reverse-sde and pf-ode (default euler)",
+    )
+    sample.add_argument("--num", type=int, default=1000, help="number of samples (default 1000)")
+    sample.add_argument("--steps", type=int, default=500, help="sampler steps (default 500)")
+    sample.add_argument(
+        "--step-size", type=float, default=1e-2, help="Langevin step size (default 1e-2)"
+    )
+    sample.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
+    sample.add_argument(
+        "--out",
+        default=None,
+        help="samples .npy (default RUN/samples.npy); a PNG is written beside it",
+    )
+
+    evaluate = sub.add_parser("evaluate", help="log-likelihood and sample metrics of a run on data")
+    evaluate.add_argument("--run", default="run", help="the run directory (default ./run)")
+    evaluate.add_argument(
+        "--data", required=True, help="evaluation data (.npy, .npz, .csv), e.g. held out"
+    )
+    evaluate.add_argument(
+        "--num",
+        type=int,
+        default=1000,
+        help="rows of --data used, and samples drawn (default 1000)",
+    )
+    evaluate.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
+
+    demo = sub.add_parser(
+        "demo", help="train on the swiss roll, sample three ways, print metrics, write figures"
+    )
+    demo.add_argument("--out", default="demo_output", help="output folder (default demo_output)")
+    demo.add_argument("--num", type=int, default=5000, help="samples per sampler (default 5000)")
+    demo.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
+    demo.add_argument("--steps", type=int, default=6000, help="training steps (default 6000)")
+    return parser
+
+
+def _positive(**values) -> None:
+    for name, value in values.items():
+        if value is not None and value < 1:
+            raise CLIError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "demo":
+            _positive(steps=args.steps)
+            if args.num < 2:
+                raise CLIError("--num must be >= 2")
+            from .._demo import run
+
+            run(args.out, args.num, args.seed, args.steps)
+        elif args.command == "train":
+            from ._commands import train
+
+            train(args, TRAIN_DEFAULTS)
+        elif args.command == "sample":
+            _positive(num=args.num, steps=args.steps)
+            from ._commands import sample
+
+            sample(args)
+        else:
+            _positive(num=args.num)
+            from ._commands import evaluate
+
+            evaluate(args)
+    except CLIError as e:
+        print(f"scoresde: error: {e}", file=sys.stderr)
+        return 1
+    except (ValueError, TypeError, OSError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"scoresde: error: {first}", file=sys.stderr)
+        return 1
+    return 0
