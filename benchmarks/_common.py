@@ -1,8 +1,10 @@
 """Shared pieces of the benchmark scripts: a timer and the environment record."""
 
 import datetime
+import os
 import platform
 import statistics
+import sys
 import time
 
 import jax
@@ -10,6 +12,14 @@ import jax
 
 def time_call(fn, *args, repeats: int = 5):
     """(compile + first run seconds, median seconds of `repeats` warm runs)."""
+    record = timing(fn, *args, repeats=repeats)
+    return record["first_s"], record["median_s"]
+
+
+def timing(fn, *args, repeats: int = 5) -> dict:
+    """`time_call` as a record: the first (compiling) call, the median of `repeats` warm
+    calls, each warm run, and `compile_s = first_s - median_s` (what the first call spent
+    on tracing and compilation, the run itself subtracted)."""
     t0 = time.perf_counter()
     jax.block_until_ready(fn(*args))
     first = time.perf_counter() - t0
@@ -18,7 +28,22 @@ def time_call(fn, *args, repeats: int = 5):
         t0 = time.perf_counter()
         jax.block_until_ready(fn(*args))
         runs.append(time.perf_counter() - t0)
-    return first, statistics.median(runs)
+    median = statistics.median(runs)
+    return {
+        "first_s": first,
+        "median_s": median,
+        "compile_s": max(first - median, 0.0),
+        "runs_s": runs,
+        "repeats": repeats,
+    }
+
+
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages (None where the OS has none)."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
 
 
 def environment() -> dict:
@@ -31,7 +56,10 @@ def environment() -> dict:
         "num_devices": jax.device_count(),
         "jax": jax.__version__,
         "date": datetime.date.today().isoformat(),
+        "python": sys.version.split()[0],
+        "cpu_count": os.cpu_count(),
+        "load_average": load_average(),
     }
 
 
-__all__ = ["environment", "time_call"]
+__all__ = ["environment", "load_average", "time_call", "timing"]

@@ -3,6 +3,9 @@ hand-written `lax.scan` Euler–Maruyama loop with the same 3x256 MLP score and 
 
     python benchmarks/brownian_path.py [--batch 10000] [--steps 200] [--repeats 5]
 
+`run.py` measures the same rows (and more) as part of every run; this script is the
+single-configuration version.
+
 Prints a table and writes JSON to benchmarks/results/<platform>/brownian_path.json.
 """
 
@@ -12,30 +15,17 @@ import pathlib
 
 import diffrax as dfx
 import equinox as eqx
-import jax
-import jax.lax as lax
-import jax.numpy as jnp
 import jax.random as jr
 from _common import environment, time_call
+from _references import scan_euler_maruyama
 
 import scoresde as sd
 
 
 def reference_loop(sde, net, num, steps, key):
-    """What a user writes by hand (seed 000): one batched network call per step."""
-    ts = jnp.linspace(sde.T, sde.default_eps, steps + 1)
-    key_x, key_w = jr.split(key)
-    x = jr.normal(key_x, (num, 2))
-    batched = jax.vmap(net, in_axes=(None, 0))
-
-    def body(x, i):
-        t, dt = ts[i], ts[i + 1] - ts[i]
-        drift = -0.5 * sde.beta(t) * x - sde.beta(t) * batched(t, x)
-        noise = jr.normal(jr.fold_in(key_w, i), x.shape)
-        return x + drift * dt + jnp.sqrt(sde.beta(t) * -dt) * noise, None
-
-    x, _ = lax.scan(body, x, jnp.arange(steps))
-    return x
+    """What a user writes by hand (seed 000): one batched network call per step
+    (`_references.scan_euler_maruyama`, which `run.py` uses too)."""
+    return scan_euler_maruyama(sde, net, (num, 2), steps, key)
 
 
 def main():
@@ -50,8 +40,10 @@ def main():
     key = jr.PRNGKey(1)
     shape = (args.batch, 2)
 
-    ref = eqx.filter_jit(lambda k: reference_loop(sde, net, args.batch, args.steps, k))
-    runs = {"lax.scan reference": ref}
+    # The network is an argument of the jitted function, as it is of `sample`, not a
+    # constant closed over (which XLA could fold).
+    ref_jit = eqx.filter_jit(lambda net, k: reference_loop(sde, net, args.batch, args.steps, k))
+    runs = {"lax.scan reference": lambda k: ref_jit(net, k)}
     for brownian in ("grid", "tree"):
         sampler = sd.ReverseSDE(dfx.Euler(), num_steps=args.steps, brownian=brownian)
         runs[f"ReverseSDE(Euler, brownian={brownian!r})"] = lambda k, s=sampler: sd.sample(
