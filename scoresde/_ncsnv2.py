@@ -129,14 +129,15 @@ class NCSNv2Hyperparameters:
         return MultiNoiseDSM(self.sde(), self.num_levels, eps=self.eps())
 
     def sampler(self, **kwargs) -> AnnealedLangevin:
-        """`AnnealedLangevin` on the same levels; `kwargs` (e.g. `denoise=True`) pass on."""
-        return AnnealedLangevin(
-            num_levels=self.num_levels,
-            steps_per_level=self.steps_per_level,
-            step_size=self.step_size,
-            eps=self.eps(),
-            **kwargs,
-        )
+        """`AnnealedLangevin` on the same levels; `kwargs` (e.g. `denoise=True`, or a
+        `step_size` of your own) override or add to the chosen values."""
+        options = {
+            "num_levels": self.num_levels,
+            "steps_per_level": self.steps_per_level,
+            "step_size": self.step_size,
+            "eps": self.eps(),
+        }
+        return AnnealedLangevin(**{**options, **kwargs})
 
 
 def ncsnv2_hyperparameters(

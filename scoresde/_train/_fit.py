@@ -11,7 +11,6 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import optax
-from tqdm.auto import tqdm
 
 from .._checks import check_num
 from .._custom_types import Array, Float, FloatArrayLike, Int, PRNGKeyArray
@@ -238,6 +237,8 @@ def fit(
             raise ValueError(f"{checkpoint}: loss history and step disagree; it is corrupt.")
 
     state = replicated(mesh, state)
+    from tqdm.auto import tqdm  # here, not at import: in Jupyter it warns without ipywidgets
+
     done = int(state.step)
     history = [losses]
     bar = tqdm(total=num_steps, initial=min(done, num_steps), disable=not progress, unit="step")
