@@ -5,6 +5,7 @@ from collections.abc import Callable
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def check_num(name: str, value: int, minimum: int = 1) -> None:
@@ -36,4 +37,29 @@ def check_score(sde, score: Callable, data_shape: tuple[int, ...], where: str) -
         raise ValueError(
             f"`score(t, x)` must return an array shaped like x, {data_shape} ({where}), but "
             f"it returned {got}."
+        )
+
+
+def check_eps(sde, eps: float | None, meaning: str) -> float:
+    """`eps` (default: the SDE's `default_eps`) must lie in (0, T); checked outside jit.
+    `meaning` says what eps is for the caller, for the error message."""
+    eps = sde.default_eps if eps is None else eps
+    T = float(sde.T)
+    if not 0 < eps < T:
+        raise ValueError(
+            f"`eps` must lie in (0, T) = (0, {T}), got {eps}: {meaning} (default: the SDE's "
+            "`default_eps`)."
+        )
+    return eps
+
+
+def check_finite_rows(name: str, x, fix: str) -> None:
+    """Raises if a concrete `(n, ...)` array has NaN or inf, naming the first bad row."""
+    if isinstance(x, jax.core.Tracer):
+        return
+    bad = ~np.isfinite(np.asarray(x).reshape(np.shape(x)[0], -1)).all(axis=1)
+    if bad.any():
+        raise ValueError(
+            f"`{name}` has NaN or inf in {int(bad.sum())} rows (first: row "
+            f"{int(np.argmax(bad))}); {fix}."
         )

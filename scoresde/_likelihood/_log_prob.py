@@ -11,7 +11,7 @@ import numpy as np
 from beartype import beartype
 from jaxtyping import jaxtyped
 
-from .._checks import check_num, check_score
+from .._checks import check_eps, check_finite_rows, check_num, check_score
 from .._custom_types import Array, Float, FloatArrayLike, Int, PRNGKeyArray, Real
 from .._sampler._diffrax_solve import score_evals_per_step
 from .._sde import AbstractSDE
@@ -48,23 +48,7 @@ def _check_x(x) -> None:
         raise ValueError(
             f"`x` must have shape (n, *data_shape) with a leading batch axis, got {np.shape(x)}."
         )
-    if not isinstance(x, jax.core.Tracer):
-        bad = ~np.isfinite(np.asarray(x).reshape(np.shape(x)[0], -1)).all(axis=1)
-        if bad.any():
-            raise ValueError(
-                f"`x` has NaN or inf in {int(bad.sum())} rows (first: row "
-                f"{int(np.argmax(bad))}); a log-density needs finite points."
-            )
-
-
-def _check_eps(sde: AbstractSDE, eps: float | None) -> float:
-    eps = sde.default_eps if eps is None else eps
-    if not 0 < eps < float(sde.T):
-        raise ValueError(
-            f"`eps` must lie in (0, T) = (0, {float(sde.T)}), got {eps}: log_prob gives the "
-            "density of p_eps, the data perturbed to time eps."
-        )
-    return eps
+    check_finite_rows("x", x, "a log-density needs finite points")
 
 
 def _resolve_divergence(divergence, data_shape, key) -> AbstractDivergence:
@@ -212,7 +196,7 @@ def log_prob(
     x = jnp.asarray(x)
     if not jnp.issubdtype(x.dtype, jnp.floating):
         x = x.astype(float)
-    eps = _check_eps(sde, eps)
+    eps = check_eps(sde, eps, "log_prob gives the density of p_eps, the data at time eps")
     check_score(sde, score, x.shape[1:], "one row of `x`")
     check_num("max_steps", max_steps)
     if num_steps is not None:

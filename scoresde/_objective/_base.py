@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 
+from .._checks import check_eps as _check_eps
 from .._custom_types import Array, Batch, Data, Float, PRNGKeyArray, Scalar
 from .._sde import AbstractLinearSDE, AbstractSDE
 
@@ -50,13 +51,7 @@ def require_linear(objective: AbstractObjective, sde: AbstractSDE | None) -> Non
 
 def check_eps(sde: AbstractSDE, eps: float | None) -> float:
     """`eps` (default: the SDE's) must lie in (0, T); checked outside jit."""
-    eps = sde.default_eps if eps is None else eps
-    if not 0 < eps < float(sde.T):
-        raise ValueError(
-            f"`eps` must lie in (0, T) = (0, {float(sde.T)}), got {eps}: it is the smallest "
-            "training time (default: the SDE's `default_eps`)."
-        )
-    return eps
+    return _check_eps(sde, eps, "it is the smallest training time")
 
 
 def weight(sde: AbstractLinearSDE, weighting: Weighting, t: Scalar) -> Scalar:

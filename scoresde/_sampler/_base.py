@@ -6,7 +6,11 @@ import jax.lax as lax
 import jax.numpy as jnp
 import jax.random as jr
 
-from .._checks import check_num as check_num, check_positive as check_positive
+from .._checks import (
+    check_eps as _check_eps,
+    check_num as check_num,
+    check_positive as check_positive,
+)
 from .._custom_types import Array, Data, Float, Int, PRNGKeyArray, Scalar
 from .._sde import AbstractLinearSDE, AbstractSDE, ScoreFn
 
@@ -48,14 +52,7 @@ def resolve_eps(sde: AbstractSDE, eps: float | None) -> float:
 
 def check_eps(sde: AbstractSDE, eps: float | None) -> float:
     """Checks, outside jit, that the end time lies in (0, T)."""
-    eps = resolve_eps(sde, eps)
-    T = float(sde.T)
-    if not 0 < eps < T:
-        raise ValueError(
-            f"`eps` must lie in (0, T) = (0, {T}), got {eps}; it is the time reverse-time "
-            "sampling stops at (default: the SDE's `default_eps`)."
-        )
-    return eps
+    return _check_eps(sde, eps, "it is the time reverse-time sampling stops at")
 
 
 def initial_state(

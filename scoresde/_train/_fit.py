@@ -12,7 +12,7 @@ import jax.random as jr
 import numpy as np
 import optax
 
-from .._checks import check_num
+from .._checks import check_finite_rows, check_num
 from .._custom_types import Array, Float, FloatArrayLike, Int, PRNGKeyArray
 from .._objective import AbstractObjective
 from .._sde import AbstractSDE
@@ -79,12 +79,7 @@ def _check_data(data: FloatArrayLike, batch_size: int) -> Float[Array, "n *data"
             f"`data` must have shape (n, *data_shape) with a leading batch axis, got {shape}."
         )
     array = np.asarray(data)
-    bad = ~np.isfinite(array.reshape(shape[0], -1)).all(axis=1)
-    if bad.any():
-        raise ValueError(
-            f"`data` has NaN or inf in {int(bad.sum())} rows (first: row {int(np.argmax(bad))})"
-            "; remove or impute them before training."
-        )
+    check_finite_rows("data", array, "remove or impute them before training")
     check_num("batch_size", batch_size)
     if batch_size > shape[0]:
         raise ValueError(
