@@ -34,7 +34,12 @@ def summary_markdown(res: dict) -> str:
         f"- JAX {env['jax']}, Python {env.get('python')}, date {env['date']}",
         f"- load average at start / end: {env.get('load_average')} / "
         f"{res.get('load_average_end')} (timings on a busy machine are distorted)",
-        f"- total wall time: {res['wall_s']:.0f} s",
+        f"- total wall time: {res['wall_s']:.0f} s"
+        + (
+            f" (the sum of {len(res['merged_from'])} runs of `--parts`, merged with `--merge`)"
+            if res.get("merged_from")
+            else ""
+        ),
         "- every time is the median of warm runs after a first (compiling) call, with "
         "`block_until_ready`; compile s = first call - median.",
         "",
@@ -55,7 +60,7 @@ def summary_markdown(res: dict) -> str:
         ver = f" {st['version']}" if st.get("version") else ""
         out.append(f"- {name}{ver}: {st['status']}")
     for part, title in (("mlp", "3×256 MLP, 2-D data"), ("unet", "small U-Net, 28×28 images")):
-        sec = res["sampling"].get(part)
+        sec = res.get("sampling", {}).get(part)
         if not sec or not sec["rows"]:
             continue
         cfg = sec["config"]
@@ -104,7 +109,8 @@ def summary_markdown(res: dict) -> str:
                 + " (on CPU, XLA runs channel-first convolutions "
                 "inside a loop body far slower than outside one: jax-ml/jax#12868).",
             ]
-    tree = [r for r in res["sampling"]["mlp"]["rows"] if "time_ratio_to_grid" in r]
+    mlp_rows = res.get("sampling", {}).get("mlp", {}).get("rows", [])
+    tree = [r for r in mlp_rows if "time_ratio_to_grid" in r]
     if tree:
         out += [
             "",

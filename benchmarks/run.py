@@ -6,6 +6,8 @@ score and a trained model, and training throughput.
     python benchmarks/run.py --quick         # under 3 min on 2 quiet CPU cores
     python benchmarks/run.py --out DIR       # default: benchmarks/results/<platform>[/quick]
     python benchmarks/run.py --parts sampling,quality    # a subset of the parts
+    python benchmarks/run.py --merge A/results.json B/results.json --out DIR
+                                             # one report from parts run separately
 
 Writes `results.json`, `summary.md` and PNG figures to the output folder, where the
 platform is `jax.devices()[0].platform` (`cpu` or `gpu`). The same command runs unchanged on
@@ -353,7 +355,18 @@ def main(argv=None):
     parser.add_argument(
         "--parts", default=",".join(PARTS), help="comma-separated: " + ", ".join(PARTS)
     )
+    parser.add_argument(
+        "--merge",
+        type=pathlib.Path,
+        nargs="+",
+        metavar="RESULTS_JSON",
+        help="one report in --out from results.json files of parts run separately",
+    )
     args = parser.parse_args(argv)
+    if args.merge:
+        if args.out is None:
+            parser.error("--merge needs --out")
+        return merge(args.merge, args.out)
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     unknown = set(parts) - set(PARTS)
@@ -424,9 +437,20 @@ def main(argv=None):
         part_seconds["training"] = time.perf_counter() - t0
     result["targets"] = targets(result)
     result["part_seconds"] = part_seconds
+    result["wall_s"] = time.perf_counter() - t_start
+    result["load_average_end"] = load_average()
+    write_report(result, out)
+    log(f"wrote results.json, summary.md and {len(result['figures'])} figure(s) to {out}")
+    print()
+    print((out / "summary.md").read_text())
+    return result
 
+
+def write_report(result: dict, out: pathlib.Path) -> None:
+    """`results.json`, `summary.md` and the figures for `result`, into `out`."""
     import _report
 
+    env = result["environment"]
     figures = []
     if "sampling" in result and _report.plot_throughput(result, out / "sampling_throughput.png"):
         figures.append("sampling_throughput.png")
@@ -442,14 +466,36 @@ def main(argv=None):
         ):
             figures.append(f"quality_{part}.png")
     result["figures"] = figures
-    result["wall_s"] = time.perf_counter() - t_start
-    result["load_average_end"] = load_average()
     (out / "results.json").write_text(json.dumps(_jsonable(result), indent=2))
-    summary = _report.summary_markdown(result)
-    (out / "summary.md").write_text(summary)
-    log(f"wrote results.json, summary.md and {len(figures)} figure(s) to {out}")
-    print()
-    print(summary)
+    (out / "summary.md").write_text(_report.summary_markdown(result))
+
+
+def merge(paths: list[pathlib.Path], out: pathlib.Path) -> dict:
+    """One report from runs of different `--parts` on the same machine (a device lent for
+    10 minutes a command cannot run the full benchmark in one go). Each part is taken from
+    the file that has it; the environment and times are those of the first file, and the
+    wall time is the sum."""
+    runs = [json.loads(p.read_text()) for p in paths]
+    devices = {r["environment"]["device"] for r in runs}
+    modes = {r["mode"] for r in runs}
+    if len(devices) > 1 or len(modes) > 1:
+        raise SystemExit(f"--merge: runs differ in device {devices} or mode {modes}")
+    result = dict(runs[0])
+    result["parts"], result["part_seconds"] = [], {}
+    for r in runs:
+        for part in r["parts"]:
+            if part in result["parts"]:
+                raise SystemExit(f"--merge: part {part!r} is in more than one file")
+            result["parts"].append(part)
+            result[part] = r[part]
+            result["part_seconds"][part] = r["part_seconds"][part]
+    result["wall_s"] = sum(r["wall_s"] for r in runs)
+    result["load_average_end"] = runs[-1]["load_average_end"]
+    result["merged_from"] = [str(p) for p in paths]
+    result["targets"] = targets(result)
+    out.mkdir(parents=True, exist_ok=True)
+    write_report(result, out)
+    print((out / "summary.md").read_text())
     return result
 
 

@@ -18,11 +18,18 @@ def check_positive(name: str, value: float) -> None:
         raise ValueError(f"`{name}` must be a number > 0, got {value!r}.")
 
 
-def check_score(sde, score: Callable, data_shape: tuple[int, ...], where: str) -> None:
-    """Checks, by abstract evaluation only, that `score(t, x)` maps one sample of
-    `data_shape` (which is `where`, e.g. "the data part of `shape`") to the same shape."""
+def check_callable(score) -> None:
     if not callable(score):
         raise TypeError(f"`score` must be a callable score(t, x), got {type(score).__name__}.")
+
+
+def check_score(sde, score: Callable, data_shape: tuple[int, ...], where: str) -> None:
+    """Checks, by abstract evaluation only, that `score(t, x)` maps one sample of
+    `data_shape` (which is `where`, e.g. "the data part of `shape`") to the same shape.
+
+    Call it inside the caller's `filter_jit`: it then costs one trace per compilation, not
+    a trace per call (about 4 ms for a small MLP), and still raises at the call."""
+    check_callable(score)
     x = jax.ShapeDtypeStruct(data_shape, jnp.result_type(float))
     try:
         out = eqx.filter_eval_shape(score, sde.T, x)

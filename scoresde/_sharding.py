@@ -130,9 +130,8 @@ def map_batch(
 
 
 def fold_in_keys(key, n: int, mesh: Mesh | None):
-    """`fold_in(key, i)` for i < n, laid out along the batch axis of `mesh`: built inside
-    jit with that output sharding, so it works across processes too."""
-    make = lambda k: jax.vmap(lambda i: jax.random.fold_in(k, i))(jnp.arange(n))
-    if mesh is None:
-        return make(key)
-    return jax.jit(make, out_shardings=batch_sharding(mesh))(key)
+    """`fold_in(key, i)` for i < n, laid out along the batch axis of `mesh`. Called inside
+    the caller's jit, so the keys cost no dispatch of their own and are built where they
+    are used, on every process's devices."""
+    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(n))
+    return keys if mesh is None else lax.with_sharding_constraint(keys, batch_sharding(mesh))

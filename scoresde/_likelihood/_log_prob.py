@@ -11,7 +11,7 @@ import numpy as np
 from beartype import beartype
 from jaxtyping import jaxtyped
 
-from .._checks import check_eps, check_finite_rows, check_num, check_score
+from .._checks import check_callable, check_eps, check_finite_rows, check_num, check_score
 from .._custom_types import Array, Float, FloatArrayLike, Int, PRNGKeyArray, Real
 from .._sampler._diffrax_solve import score_evals_per_step
 from .._sde import AbstractSDE
@@ -71,8 +71,12 @@ def _resolve_divergence(divergence, data_shape, key) -> AbstractDivergence:
 
 @eqx.filter_jit
 def _log_prob_jit(
-    sde, score, x, keys, divergence, solver, controller, num_steps, eps, max_steps, mesh, chunk
+    sde, score, x, key, divergence, solver, controller, num_steps, eps, max_steps, mesh, chunk
 ):
+    # Runs only when tracing: a cached call pays nothing for the check.
+    check_score(sde, score, x.shape[1:], "one row of `x`")
+    keys = fold_in_keys(key, x.shape[0], mesh)
+
     def one(x, k, sde, score, divergence, solver, controller):
         probes = divergence.probes(k, x)
 
@@ -197,7 +201,7 @@ def log_prob(
     if not jnp.issubdtype(x.dtype, jnp.floating):
         x = x.astype(float)
     eps = check_eps(sde, eps, "log_prob gives the density of p_eps, the data at time eps")
-    check_score(sde, score, x.shape[1:], "one row of `x`")
+    check_callable(score)
     check_num("max_steps", max_steps)
     if num_steps is not None:
         check_num("num_steps", num_steps)
@@ -206,14 +210,13 @@ def log_prob(
     if chunk_size is not None:
         check_num("chunk_size", chunk_size)
     mesh = resolve_mesh(devices, x.shape[0], "The number of rows of `x`")
-    keys = fold_in_keys(key, x.shape[0], mesh)
     if mesh is not None:
         x = jax.device_put(x, batch_sharding(mesh))
     result = _log_prob_jit(
         sde,
         score,
         x,
-        keys,
+        key,
         divergence,
         solver,
         stepsize_controller,

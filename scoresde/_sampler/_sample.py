@@ -8,7 +8,7 @@ import numpy as np
 from beartype import beartype
 from jaxtyping import jaxtyped
 
-from .._checks import check_num, check_score
+from .._checks import check_callable, check_num, check_score
 from .._custom_types import Array, Batch, Float, Int, PRNGKeyArray
 from .._sde import AbstractSDE
 from .._sharding import Devices, fold_in_keys, map_batch, resolve_mesh
@@ -55,7 +55,11 @@ def _resolve_saveat(sampler, sde, saveat) -> Array | None:
 
 @eqx.filter_jit
 @eqx.debug.assert_max_traces(max_traces=None)  # counts traces, so tests can check retracing
-def _sample_jit(sde, score, sampler, data_shape, keys, save_ts, mesh, chunk_size):
+def _sample_jit(sde, score, sampler, data_shape, key, num, save_ts, mesh, chunk_size):
+    # Runs only when tracing: a cached call pays nothing for the check.
+    check_score(sde, score, data_shape, "the data part of `shape`")
+    keys = fold_in_keys(key, num, mesh)
+
     def block(ks, sde, score, sampler, save_ts):
         x, traj, stats = jax.vmap(lambda k: sampler.sample_one(sde, score, data_shape, k, save_ts))(
             ks
@@ -159,13 +163,14 @@ def sample(
     if not isinstance(sampler, AbstractSampler):
         raise TypeError(f"`sampler` must be an AbstractSampler, got {type(sampler).__name__}.")
     sampler.check(sde)
-    check_score(sde, score, shape[1:], "the data part of `shape`")
+    check_callable(score)
     save_ts = _resolve_saveat(sampler, sde, saveat)
     if chunk_size is not None:
         check_num("chunk_size", chunk_size)
     mesh = resolve_mesh(devices, shape[0], "The number of samples")
-    keys = fold_in_keys(key, shape[0], mesh)
-    x, traj, stats = _sample_jit(sde, score, sampler, shape[1:], keys, save_ts, mesh, chunk_size)
+    x, traj, stats = _sample_jit(
+        sde, score, sampler, shape[1:], key, shape[0], save_ts, mesh, chunk_size
+    )
     if not return_info:
         return x
     if traj is None:
