@@ -192,6 +192,8 @@ def summary_markdown(res: dict) -> str:
 
 
 def plot_throughput(res: dict, path) -> bool:
+    if "mlp" not in res["sampling"]:
+        return False
     rows = [r for r in res["sampling"]["mlp"]["rows"] if "error" not in r]
     names = list(dict.fromkeys(r["name"] for r in rows))
     if not rows:

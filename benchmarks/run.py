@@ -193,14 +193,23 @@ def _jsonable(obj):
     return obj
 
 
-def run_sampling(cfg, platform, references, log):
-    import _sampling_bench as sb
+def run_sampling(cfg, platform, references, log, nets=("mlp", "unet")):
 
     out = {}
+    if "mlp" in nets:
+        out["mlp"] = _sampling_mlp(cfg, references, log)
+    if "unet" in nets:
+        out["unet"] = _sampling_unet(cfg, log)
+    return out
+
+
+def _sampling_mlp(cfg, references, log):
+    import _sampling_bench as sb
+
     log("sampling throughput: MLP")
     net = sd.nn.TimeMLP(2, key=jr.key(0))
     c = cfg["mlp"]
-    out["mlp"] = sb.run_throughput(
+    return sb.run_throughput(
         net,
         (2,),
         batches=c["batches"],
@@ -212,10 +221,15 @@ def run_sampling(cfg, platform, references, log):
         max_batch=c["max_batch"],
         log=log,
     )
+
+
+def _sampling_unet(cfg, log):
+    import _sampling_bench as sb
+
     log("sampling throughput: U-Net")
     c = cfg["unet"]
     unet = sb.untrained_unet(c["data_shape"], **c["unet_kwargs"])
-    out["unet"] = sb.run_throughput(
+    out = sb.run_throughput(
         unet,
         tuple(c["data_shape"]),
         batches=c["batches"],
@@ -228,7 +242,7 @@ def run_sampling(cfg, platform, references, log):
         unrolled_reference=True,
         log=log,
     )
-    out["unet"]["config"]["unet_kwargs"] = _jsonable(c["unet_kwargs"])
+    out["config"]["unet_kwargs"] = _jsonable(c["unet_kwargs"])
     return out
 
 
@@ -362,6 +376,9 @@ def main(argv=None):
         metavar="RESULTS_JSON",
         help="one report in --out from results.json files of parts run separately",
     )
+    parser.add_argument(
+        "--nets", default="mlp,unet", help="networks the sampling part times: mlp, unet"
+    )
     args = parser.parse_args(argv)
     if args.merge:
         if args.out is None:
@@ -369,6 +386,9 @@ def main(argv=None):
         return merge(args.merge, args.out)
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    nets = [n.strip() for n in args.nets.split(",") if n.strip()]
+    if not set(nets) <= {"mlp", "unet"}:
+        parser.error(f"--nets: choose from mlp, unet; got {nets}")
     unknown = set(parts) - set(PARTS)
     if unknown:
         parser.error(f"unknown parts {sorted(unknown)}; choose from {PARTS}")
@@ -425,6 +445,7 @@ def main(argv=None):
             platform,
             {"diffusionjax": references["diffusionjax"], "torch": references["torch"]},
             log,
+            nets=nets,
         )
         part_seconds["sampling"] = time.perf_counter() - t0
     if "quality" in parts:
@@ -484,11 +505,15 @@ def merge(paths: list[pathlib.Path], out: pathlib.Path) -> dict:
     result["parts"], result["part_seconds"] = [], {}
     for r in runs:
         for part in r["parts"]:
-            if part in result["parts"]:
-                raise SystemExit(f"--merge: part {part!r} is in more than one file")
-            result["parts"].append(part)
-            result[part] = r[part]
-            result["part_seconds"][part] = r["part_seconds"][part]
+            if part not in result["parts"]:
+                result["parts"].append(part)
+                result[part], result["part_seconds"][part] = {}, 0.0
+            # A part can be split further (`--nets mlp` and `--nets unet`), never repeated.
+            clash = set(result[part]) & set(r[part])
+            if clash:
+                raise SystemExit(f"--merge: {part} {sorted(clash)} is in more than one file")
+            result[part].update(r[part])
+            result["part_seconds"][part] += r["part_seconds"][part]
     result["wall_s"] = sum(r["wall_s"] for r in runs)
     result["load_average_end"] = runs[-1]["load_average_end"]
     result["merged_from"] = [str(p) for p in paths]
