@@ -31,6 +31,36 @@ def score_evals_per_step(solver: dfx.AbstractSolver, is_sde: bool) -> tuple[int,
     return None
 
 
+def check_solve(
+    sde: AbstractSDE,
+    num_steps: int | None,
+    stepsize_controller: dfx.AbstractStepSizeController | None,
+    eps: float | None,
+    denoise: bool,
+    max_steps: int,
+) -> None:
+    """The checks of a `DiffraxSolve`'s fields, as a plain function: it runs on every
+    `sample()` call, and building modules (an Equinox bound method is one) costs tens of
+    microseconds each."""
+    check_eps(sde, eps)
+    check_denoise(sde, denoise)
+    check_num("max_steps", max_steps)
+    if num_steps is not None:
+        check_num("num_steps", num_steps)
+    if (num_steps is None) == (stepsize_controller is None):
+        raise ValueError(
+            "Give exactly one of `num_steps` (fixed steps on `grid`) and "
+            "`stepsize_controller` (for example diffrax.PIDController(rtol=1e-3, atol=1e-3))."
+        )
+    if stepsize_controller is not None and not isinstance(
+        stepsize_controller, dfx.AbstractAdaptiveStepSizeController
+    ):
+        raise ValueError(
+            "`stepsize_controller` is for adaptive steps; for fixed steps pass `num_steps` "
+            "(and a `grid`) instead."
+        )
+
+
 class DiffraxSolve(eqx.Module):
     """The time stepping shared by the Diffrax-based samplers (not public)."""
 
@@ -41,25 +71,6 @@ class DiffraxSolve(eqx.Module):
     eps: float | None = eqx.field(static=True)
     denoise: bool = eqx.field(static=True)
     max_steps: int = eqx.field(static=True)
-
-    def check(self, sde: AbstractSDE) -> None:
-        check_eps(sde, self.eps)
-        check_denoise(sde, self.denoise)
-        check_num("max_steps", self.max_steps)
-        if self.num_steps is not None:
-            check_num("num_steps", self.num_steps)
-        if (self.num_steps is None) == (self.stepsize_controller is None):
-            raise ValueError(
-                "Give exactly one of `num_steps` (fixed steps on `grid`) and "
-                "`stepsize_controller` (for example diffrax.PIDController(rtol=1e-3, atol=1e-3))."
-            )
-        if self.stepsize_controller is not None and not isinstance(
-            self.stepsize_controller, dfx.AbstractAdaptiveStepSizeController
-        ):
-            raise ValueError(
-                "`stepsize_controller` is for adaptive steps; for fixed steps pass `num_steps` "
-                "(and a `grid`) instead."
-            )
 
     @property
     def adaptive(self) -> bool:

@@ -4,7 +4,7 @@ import equinox as eqx
 from .._custom_types import Array, Data, Float, PRNGKeyArray
 from .._sde import AbstractSDE
 from ._base import AbstractSampler, ScoreFn, split2, Stats
-from ._diffrax_solve import DiffraxSolve
+from ._diffrax_solve import check_solve, DiffraxSolve
 from ._grid import AbstractTimeGrid, UniformGrid
 
 
@@ -64,7 +64,9 @@ class ProbabilityFlowODE(AbstractSampler):
         )
 
     def check(self, sde: AbstractSDE) -> None:
-        self._solve().check(sde)
+        check_solve(
+            sde, self.num_steps, self.stepsize_controller, self.eps, self.denoise, self.max_steps
+        )
         if isinstance(self.solver, dfx.AbstractSRK):
             raise ValueError(
                 f"`solver` must be an ODE solver (Tsit5, Heun, Dopri5, ...), got "

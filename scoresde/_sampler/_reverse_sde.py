@@ -13,7 +13,7 @@ from ._base import (
     split2,
     Stats,
 )
-from ._diffrax_solve import DiffraxSolve
+from ._diffrax_solve import check_solve, DiffraxSolve
 from ._grid import AbstractTimeGrid, UniformGrid
 
 
@@ -101,7 +101,9 @@ class ReverseSDE(AbstractSampler):
         )
 
     def check(self, sde: AbstractSDE) -> None:
-        self._solve().check(sde)
+        check_solve(
+            sde, self.num_steps, self.stepsize_controller, self.eps, self.denoise, self.max_steps
+        )
         if self.brownian not in ("grid", "tree"):
             raise ValueError(f"`brownian` must be 'grid' or 'tree', got {self.brownian!r}.")
         if self.brownian == "grid":
@@ -130,7 +132,8 @@ class ReverseSDE(AbstractSampler):
     def _brownian_path(self, sde: AbstractSDE, data_shape, key: PRNGKeyArray, grid_ts):
         """`grid_ts` is the fixed-step grid, or `None` for adaptive steps."""
         if self.brownian == "grid":
-            return GridBrownianPath(grid_ts[::-1], data_shape, key)
+            # The solve steps with StepTo on these very times: no query can be off the grid.
+            return GridBrownianPath(grid_ts[::-1], data_shape, key, check_queries=False)
         t_lo = resolve_eps(sde, self.eps)
         if self.brownian_tol is not None:
             tol = self.brownian_tol * (sde.T - t_lo)
