@@ -45,18 +45,15 @@ def four_devices():
     return last_json(proc)
 
 
-@pytest.mark.parametrize("name", ["reverse_sde", "pf_ode", "annealed_langevin"])
+@pytest.mark.parametrize(
+    "name", ["reverse_sde", "pf_ode", "annealed_langevin", "predictor_corrector"]
+)
 def test_sample_i_is_bitwise_the_same_on_1_2_and_4_devices(four_devices, name):
+    # PredictorCorrector is the case `scalar_barrier` exists for: without it its per-step
+    # exp-based coefficients were fused differently under shard_map (1.9e-6 apart).
     r = four_devices[name]
     assert r["bitwise_2"] and r["bitwise_4"]
     assert r["default_spec"] == "P('batch',)" and r["default_devices"] == 4
-
-
-def test_predictor_corrector_agrees_across_device_counts(four_devices):
-    # Not bitwise (see the README): XLA compiles the corrector's scalar step arithmetic
-    # differently under SPMD; the samples agree to a few float32 ulps of their scale.
-    r = four_devices["predictor_corrector"]
-    assert r["max_diff_default"] < 1e-4 and r["default_devices"] == 4
 
 
 def test_uneven_batch_runs_on_one_device_and_says_so(four_devices):

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import jax.random as jr
 
 from .._custom_types import Array, Data, Float, PRNGKeyArray, Scalar
+from .._numerics import scalar_barrier
 from .._sde import AbstractLinearSDE, AbstractSDE
 from ._base import (
     AbstractSampler,
@@ -107,7 +108,7 @@ class LangevinCorrector(AbstractCorrector):
     def step(self, sde, score, t, dt, x, snr, key):
         assert isinstance(sde, AbstractLinearSDE)
         alpha = (sde.mean_coeff(t) / sde.mean_coeff(t - dt)) ** 2
-        step_size = (2 * alpha * snr**2 * sde.std(t) ** 2).astype(x.dtype)
+        step_size = scalar_barrier((2 * alpha * snr**2 * sde.std(t) ** 2).astype(x.dtype))
         for i in range(self.num_steps):
             z = jr.normal(jr.fold_in(key, i), x.shape, x.dtype)
             x = x + step_size * score(t, x) + jnp.sqrt(2 * step_size) * z

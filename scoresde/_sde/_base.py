@@ -12,6 +12,7 @@ import lineax as lx
 import numpy as np
 
 from .._custom_types import Array, Data, PRNGKeyArray, Scalar, ScalarLike
+from .._numerics import scalar_barrier
 
 
 ScoreFn = Callable[[Scalar, Data], Data]
@@ -190,4 +191,5 @@ class AbstractLinearSDE(AbstractSDE):
         s = t - dt
         ratio = self.mean_coeff(t) / self.mean_coeff(s)
         var = self.std(t) ** 2 - ratio**2 * self.std(s) ** 2
-        return (ratio - 1) * x, jnp.sqrt(jnp.maximum(var, 0.0))
+        ratio, G = scalar_barrier(ratio, jnp.sqrt(jnp.maximum(var, 0.0)))
+        return (ratio - 1) * x, G
