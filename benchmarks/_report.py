@@ -40,6 +40,7 @@ def summary_markdown(res: dict) -> str:
             if res.get("merged_from")
             else ""
         ),
+        *(f"- replaced by a later run: {r}" for r in res.get("replaced", [])),
         "- every time is the median of warm runs after a first (compiling) call, with "
         "`block_until_ready`; compile s = first call - median.",
         "",
@@ -106,8 +107,9 @@ def summary_markdown(res: dict) -> str:
                     f"{r['time_ratio_to_unrolled']:.1f}× at batch {_batch(r['batch'])}"
                     for r in unrolled
                 )
-                + " (on CPU, XLA runs channel-first convolutions "
-                "inside a loop body far slower than outside one: jax-ml/jax#12868).",
+                + " (on CPU, XLA runs convolutions inside a loop body slower than outside "
+                "one, jax-ml/jax#12868; channel-first ones far slower, so the U-Net computes "
+                "channel-last).",
             ]
     mlp_rows = res.get("sampling", {}).get("mlp", {}).get("rows", [])
     tree = [r for r in mlp_rows if "time_ratio_to_grid" in r]

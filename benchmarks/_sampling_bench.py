@@ -112,8 +112,8 @@ def run_throughput(
     `_torch_ref.status(...)` (or None to leave PyTorch out, e.g. for images). `max_batch`
     maps a sampler to the largest batch it is run at (to keep the quick run quick).
     `unrolled_reference` adds the same Euler–Maruyama loop unrolled in Python under one
-    `jax.jit` (no XLA while loop): on CPU, XLA runs channel-first convolutions inside a
-    loop body many times slower than outside one (jax-ml/jax#12868), and this shows it.
+    `jax.jit` (no XLA while loop): on CPU, XLA runs convolutions inside a loop body
+    several times slower than outside one (jax-ml/jax#12868), and this shows it.
     """
     max_batch = max_batch or {}
     sde = sd.VPSDE(beta_min=0.1, beta_max=20.0)

@@ -40,6 +40,10 @@ def status(platform: str) -> dict:
         "device": "cuda" if platform == "gpu" else "cpu",
         "threads": torch.get_num_threads(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
+        # PyTorch's float32 matmuls on CUDA use full FP32 unless this is on, while JAX's
+        # default precision lets XLA use TF32 tensor cores on Ampere and later: on such a
+        # GPU the two loops do not run at the same precision, and the record says so.
+        "cuda_matmul_allow_tf32": bool(torch.backends.cuda.matmul.allow_tf32),
     }
 
 

@@ -2,7 +2,7 @@
 virtual-Brownian-tree, diffusionjax and PyTorch references), quality per cost on an exact
 score and a trained model, and training throughput.
 
-    python benchmarks/run.py                 # full run (about 20-30 min on 2 CPU cores)
+    python benchmarks/run.py                 # full run (about 42 min on 2 CPU cores)
     python benchmarks/run.py --quick         # under 3 min on 2 quiet CPU cores
     python benchmarks/run.py --out DIR       # default: benchmarks/results/<platform>[/quick]
     python benchmarks/run.py --parts sampling,quality    # a subset of the parts
@@ -55,9 +55,9 @@ def config(mode: str, platform: str) -> dict:
             "unet": {
                 "data_shape": (1, 28, 28),
                 "unet_kwargs": {},
-                # On CPU, XLA runs the U-Net's channel-first convolutions ~12x slower inside
-                # a loop than outside one (jax-ml/jax#12868), so CPU batches stay tiny and
-                # the adaptive reverse SDE (~150-250 evaluations) is left out there.
+                # On CPU, XLA runs the U-Net ~6x slower inside a loop than outside one
+                # (jax-ml/jax#12868; 15x while it was channel-first), so CPU batches stay
+                # small and the adaptive reverse SDE (~150-250 evaluations) is left out.
                 "batches": [64, 1024] if gpu else [4, 16],
                 "steps": 10,
                 "repeats": 3 if gpu else 2,
@@ -493,30 +493,30 @@ def write_report(result: dict, out: pathlib.Path) -> None:
 
 def merge(paths: list[pathlib.Path], out: pathlib.Path) -> dict:
     """One report from runs of different `--parts` on the same machine (a device lent for
-    10 minutes a command cannot run the full benchmark in one go). Each part is taken from
-    the file that has it; the environment and times are those of the first file, and the
-    wall time is the sum."""
+    10 minutes a command cannot run the full benchmark in one go), or a re-run of one part
+    after a fix. Each part is taken from the file that has it, split further by its keys
+    (`--nets mlp` and `--nets unet` are two halves of `sampling`); where two files have the
+    same one, the later file's replaces the earlier's, and the report lists it. The
+    environment is the first file's, and the wall time is the sum."""
     runs = [json.loads(p.read_text()) for p in paths]
     devices = {r["environment"]["device"] for r in runs}
     modes = {r["mode"] for r in runs}
     if len(devices) > 1 or len(modes) > 1:
         raise SystemExit(f"--merge: runs differ in device {devices} or mode {modes}")
     result = dict(runs[0])
-    result["parts"], result["part_seconds"] = [], {}
-    for r in runs:
+    result["parts"], result["part_seconds"], replaced = [], {}, []
+    for path, r in zip(paths, runs, strict=True):
         for part in r["parts"]:
             if part not in result["parts"]:
                 result["parts"].append(part)
                 result[part], result["part_seconds"][part] = {}, 0.0
-            # A part can be split further (`--nets mlp` and `--nets unet`), never repeated.
-            clash = set(result[part]) & set(r[part])
-            if clash:
-                raise SystemExit(f"--merge: {part} {sorted(clash)} is in more than one file")
+            replaced += [f"{part}/{k} from {path}" for k in r[part] if k in result[part]]
             result[part].update(r[part])
             result["part_seconds"][part] += r["part_seconds"][part]
     result["wall_s"] = sum(r["wall_s"] for r in runs)
     result["load_average_end"] = runs[-1]["load_average_end"]
     result["merged_from"] = [str(p) for p in paths]
+    result["replaced"] = replaced
     result["targets"] = targets(result)
     out.mkdir(parents=True, exist_ok=True)
     write_report(result, out)

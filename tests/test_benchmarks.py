@@ -62,7 +62,7 @@ def test_environment_and_references(smoke):
         )
     assert _positive(res["wall_s"])
     assert set(res["part_seconds"]) == {"sampling", "quality", "training"}
-    assert len(res["merged_from"]) == 2
+    assert len(res["merged_from"]) == 2 and res["replaced"] == []
 
 
 def test_sampling_rows(smoke):

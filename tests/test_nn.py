@@ -172,6 +172,43 @@ def test_unet_output_conv_is_zero_initialised():
     assert np.any(net.up_blocks[-1][-1].conv2.weight != 0)
 
 
+def _unet_channel_first(net, t, x):
+    """The U-Net's forward pass written with Equinox's own channel-first layers, as the
+    architecture reads: the reference for the channel-last computation inside `UNet`."""
+    emb = jax.nn.silu(net.time_mlp(net.time_embed(jnp.asarray(t, float))))
+
+    def block(b, x):
+        h = b.conv1(jax.nn.silu(b.norm1(x))) + b.time_proj(emb)[:, None, None]
+        h = b.conv2(jax.nn.silu(b.norm2(h)))
+        return h + (x if b.skip is None else b.skip(x))
+
+    h, skips = net.conv_in(x), []
+    for blocks, down in zip(net.down_blocks, net.downsamples, strict=True):
+        for b in blocks:
+            h = block(b, h)
+        skips.append(h)
+        h = down(h)
+    h = block(net.mid_block, h)
+    for blocks, up, skip in zip(net.up_blocks, net.upsamples, reversed(skips), strict=True):
+        h = jax.image.resize(h, (h.shape[0], *skip.shape[1:]), method="nearest")
+        h = jnp.concatenate([up.conv(h), skip], axis=0)
+        for b in blocks:
+            h = block(b, h)
+    return net.conv_out(jax.nn.silu(net.norm_out(h)))
+
+
+def test_unet_channel_last_computation_equals_equinox_channel_first_layers():
+    # Odd sizes (7x5 -> 4x3 -> 2x2), 3 channels, 2 blocks per level, random output conv.
+    net, shape = _build("UNet-odd-7x5")
+    x = jr.normal(jr.key(2), shape)
+    for t in (0.05, 0.6):
+        got = eqx.filter_jit(net)(t, x)
+        want = eqx.filter_jit(_unet_channel_first)(net, t, x)
+        assert float(jnp.abs(want).max()) > 0.1  # not a comparison of zeros
+        # float32 sums in a different order: a few ulps of the activations' scale
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
 def test_time_mlp_uses_seed_000_features():
     net = nn.TimeMLP(2, key=jr.key(0))
     x = jnp.array([0.3, -1.2])
