@@ -16,17 +16,18 @@ def time_call(fn, *args, repeats: int = 5):
     return record["first_s"], record["median_s"]
 
 
-def timing(fn, *args, repeats: int = 5) -> dict:
+def timing(fn, *args, repeats: int = 5, wait=jax.block_until_ready) -> dict:
     """`time_call` as a record: the first (compiling) call, the median of `repeats` warm
     calls, each warm run, and `compile_s = first_s - median_s` (what the first call spent
-    on tracing and compilation, the run itself subtracted)."""
+    on tracing and compilation, the run itself subtracted). `wait(output)` blocks until
+    the work is done (JAX's default; PyTorch passes a CUDA synchronise)."""
     t0 = time.perf_counter()
-    jax.block_until_ready(fn(*args))
+    wait(fn(*args))
     first = time.perf_counter() - t0
     runs = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
+        wait(fn(*args))
         runs.append(time.perf_counter() - t0)
     median = statistics.median(runs)
     return {

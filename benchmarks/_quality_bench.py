@@ -207,21 +207,28 @@ def _fmt(pts):
     return ", ".join(one(p) for p in pts)
 
 
+def _floor_and_curves(cfg, part, sde, score, draw, key, log):
+    """The noise floor (`cfg["floor_draws"]` draws of `draw(key, n)` against a reference
+    draw) and every curve of `part` against that reference."""
+    keys = jr.split(key, cfg["floor_draws"] + 2)
+    n = cfg["num"]
+    reference = draw(keys[0], n)
+    floor = noise_floor([draw(k, n) for k in keys[2:]], reference, jr.key(5))
+    log(f"    floor: energy {floor['energy_mean']:.5f} +- {floor['energy_sd']:.5f}")
+    curves = run_curves(
+        sde, score, reference, floor, key=keys[1], log=log, **_curve_args(cfg, part)
+    )
+    return floor, curves
+
+
 def run_mixture(cfg, log=print) -> dict:
     """(a) The exact score of tests/conftest.py's 3-component mixture; reference and floor
     draws are exact samples of p_0 (`score.sample(key, n, 0.0)`)."""
     sde = sd.VPSDE(beta_min=0.1, beta_max=20.0)
     weights, means, covs = mixture_params()
     score = sd.GaussianMixtureScore(sde, weights=weights, means=means, covariances=covs)
-    keys = jr.split(jr.key(100), cfg["floor_draws"] + 2)
-    n = cfg["num"]
-    reference = score.sample(keys[0], n, 0.0)
-    draws = [score.sample(k, n, 0.0) for k in keys[2:]]
-    floor = noise_floor(draws, reference, jr.key(5))
-    log(f"    floor: energy {floor['energy_mean']:.5f} +- {floor['energy_sd']:.5f}")
-    curves = run_curves(
-        sde, score, reference, floor, key=keys[1], log=log, **_curve_args(cfg, "mixture")
-    )
+    draw = lambda k, n: score.sample(k, n, 0.0)  # noqa: E731
+    floor, curves = _floor_and_curves(cfg, "mixture", sde, score, draw, jr.key(100), log)
     return {
         "target": "3-component 2-D Gaussian mixture, exact score",
         "floor": floor,
@@ -260,15 +267,8 @@ def run_swiss_roll(cfg, log=print) -> dict:
     steps = cfg["swiss_roll"]["train_steps"]
     sde, model, secs = train_swiss_roll(steps, jr.key(0))
     log(f"    trained {steps} steps in {secs:.1f} s")
-    n = cfg["num"]
-    keys = jr.split(jr.key(200), cfg["floor_draws"] + 2)
-    reference = sd.datasets.swiss_roll(n, key=keys[0], noise=0.5)
-    draws = [sd.datasets.swiss_roll(n, key=k, noise=0.5) for k in keys[2:]]
-    floor = noise_floor(draws, reference, jr.key(5))
-    log(f"    floor: energy {floor['energy_mean']:.5f} +- {floor['energy_sd']:.5f}")
-    curves = run_curves(
-        sde, model, reference, floor, key=keys[1], log=log, **_curve_args(cfg, "swiss_roll")
-    )
+    draw = lambda k, n: sd.datasets.swiss_roll(n, key=k, noise=0.5)  # noqa: E731
+    floor, curves = _floor_and_curves(cfg, "swiss_roll", sde, model, draw, jr.key(200), log)
     return {
         "target": "swiss roll (noise 0.5), trained NoisePrediction(TimeMLP(2, num_fourier=4))",
         "train_steps": steps,

@@ -124,28 +124,20 @@ def run_throughput(
         shape = (batch, *data_shape)
         log(f"  batch {batch}, {steps} steps, {reps} repeats")
 
-        scan = eqx.filter_jit(
-            lambda net, k, shape=shape: scan_euler_maruyama(sde, net, shape, steps, k)
-        )
-
-        def time_scan(scan=scan, batch=batch, reps=reps):
-            t = timing(scan, net, key, repeats=reps)
-            return _row(SCAN, "reference", batch, steps, t, steps, steps)
-
-        rows.append(_safe(SCAN, "reference", batch, steps, time_scan, log))
-        log(f"    {SCAN}: {rows[-1].get('median_s', float('nan')):.4f} s")
-
+        references = [(SCAN, scan_euler_maruyama)]
         if unrolled_reference:
-            unrolled = eqx.filter_jit(
-                lambda net, k, shape=shape: unrolled_euler_maruyama(sde, net, shape, steps, k)
+            references.append((UNROLLED, unrolled_euler_maruyama))
+        for ref_name, loop in references:
+            fn = eqx.filter_jit(
+                lambda net, k, loop=loop, shape=shape: loop(sde, net, shape, steps, k)
             )
 
-            def time_unrolled(fn=unrolled, batch=batch, reps=reps):
+            def time_ref(fn=fn, ref_name=ref_name, batch=batch, reps=reps):
                 t = timing(fn, net, key, repeats=reps)
-                return _row(UNROLLED, "reference", batch, steps, t, steps, steps)
+                return _row(ref_name, "reference", batch, steps, t, steps, steps)
 
-            rows.append(_safe(UNROLLED, "reference", batch, steps, time_unrolled, log))
-            log(f"    {UNROLLED}: {rows[-1].get('median_s', float('nan')):.4f} s")
+            rows.append(_safe(ref_name, "reference", batch, steps, time_ref, log))
+            log(f"    {ref_name}: {rows[-1].get('median_s', float('nan')):.4f} s")
 
         for name in samplers:
             if batch > max_batch.get(name, batch):

@@ -8,10 +8,9 @@ benchmark records "not installed" (or why it was skipped) instead of failing.
 
 import math
 import os
-import statistics
-import time
 
 import numpy as np
+from _common import timing
 
 
 def status(platform: str) -> dict:
@@ -82,24 +81,7 @@ def _sync(device):
 
 
 def _median_time(fn, device, repeats):
-    t0 = time.perf_counter()
-    fn()
-    _sync(device)
-    first = time.perf_counter() - t0
-    runs = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        runs.append(time.perf_counter() - t0)
-    median = statistics.median(runs)
-    return {
-        "first_s": first,
-        "median_s": median,
-        "compile_s": max(first - median, 0.0),
-        "runs_s": runs,
-        "repeats": repeats,
-    }
+    return timing(fn, repeats=repeats, wait=lambda _: _sync(device))
 
 
 def time_sampling(jax_mlp, num, steps, repeats, *, device="cpu", beta_min=0.1, beta_max=20.0):
