@@ -33,6 +33,7 @@ import scoresde as sd  # noqa: E402
 
 
 PARTS = ("sampling", "quality", "training")
+QUALITY_TARGETS = ("mixture", "swiss_roll")
 ALL_SAMPLERS = SAMPLER_NAMES
 
 
@@ -246,20 +247,18 @@ def _sampling_unet(cfg, log):
     return out
 
 
-def run_quality(cfg, log):
+def run_quality(cfg, log, targets=QUALITY_TARGETS):
     import _quality_bench as qb
 
     c = cfg["quality"]
-    log("quality per cost: Gaussian mixture (exact score)")
-    mixture = qb.run_mixture(c, log=log)
-    log("quality per cost: swiss roll (trained)")
-    swiss = qb.run_swiss_roll(c, log=log)
-    return {
-        "config": _jsonable(c),
-        "floor_rule": qb.FLOOR_RULE,
-        "mixture": mixture,
-        "swiss_roll": swiss,
-    }
+    out = {"config": _jsonable(c), "floor_rule": qb.FLOOR_RULE}
+    if "mixture" in targets:
+        log("quality per cost: Gaussian mixture (exact score)")
+        out["mixture"] = qb.run_mixture(c, log=log)
+    if "swiss_roll" in targets:
+        log("quality per cost: swiss roll (trained)")
+        out["swiss_roll"] = qb.run_swiss_roll(c, log=log)
+    return out
 
 
 def run_training(cfg, references, log):
@@ -379,6 +378,11 @@ def main(argv=None):
     parser.add_argument(
         "--nets", default="mlp,unet", help="networks the sampling part times: mlp, unet"
     )
+    parser.add_argument(
+        "--quality-targets",
+        default=",".join(QUALITY_TARGETS),
+        help="targets the quality part runs: " + ", ".join(QUALITY_TARGETS),
+    )
     args = parser.parse_args(argv)
     if args.merge:
         if args.out is None:
@@ -389,6 +393,9 @@ def main(argv=None):
     nets = [n.strip() for n in args.nets.split(",") if n.strip()]
     if not set(nets) <= {"mlp", "unet"}:
         parser.error(f"--nets: choose from mlp, unet; got {nets}")
+    quality_targets = [q.strip() for q in args.quality_targets.split(",") if q.strip()]
+    if not set(quality_targets) <= set(QUALITY_TARGETS):
+        parser.error(f"--quality-targets: choose from {QUALITY_TARGETS}; got {quality_targets}")
     unknown = set(parts) - set(PARTS)
     if unknown:
         parser.error(f"unknown parts {sorted(unknown)}; choose from {PARTS}")
@@ -450,7 +457,7 @@ def main(argv=None):
         part_seconds["sampling"] = time.perf_counter() - t0
     if "quality" in parts:
         t0 = time.perf_counter()
-        result["quality"] = run_quality(cfg, log)
+        result["quality"] = run_quality(cfg, log, quality_targets)
         part_seconds["quality"] = time.perf_counter() - t0
     if "training" in parts:
         t0 = time.perf_counter()
@@ -510,7 +517,11 @@ def merge(paths: list[pathlib.Path], out: pathlib.Path) -> dict:
             if part not in result["parts"]:
                 result["parts"].append(part)
                 result[part], result["part_seconds"][part] = {}, 0.0
-            replaced += [f"{part}/{k} from {path}" for k in r[part] if k in result[part]]
+            replaced += [
+                f"{part}/{k} from {path}"
+                for k, v in r[part].items()
+                if k in result[part] and result[part][k] != v
+            ]
             result[part].update(r[part])
             result["part_seconds"][part] += r["part_seconds"][part]
     result["wall_s"] = sum(r["wall_s"] for r in runs)

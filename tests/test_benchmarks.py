@@ -1,7 +1,8 @@
 """The benchmark entry point runs end to end in its smallest configuration (`--smoke`) and
 writes a well-formed record. No timing is asserted: only the schema of what it writes.
-The parts run in two commands merged with `--merge` (the sampling part split by network),
-as on a device lent 10 minutes a command, so the merged record is the one checked."""
+The parts run in two commands merged with `--merge` (the sampling part split by network,
+the quality part by target), as on a device lent 10 minutes a command, so the merged record
+is the one checked."""
 
 import json
 import math
@@ -12,7 +13,8 @@ import sys
 import pytest
 
 
-RUN = pathlib.Path(__file__).resolve().parent.parent / "benchmarks" / "run.py"
+BENCHMARKS = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
+RUN = BENCHMARKS / "run.py"
 
 
 def _positive(x) -> bool:
@@ -29,8 +31,18 @@ def _run(*args):
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    _run("--smoke", "--parts", "sampling", "--nets", "mlp", "--out", out / "a")
-    _run("--smoke", "--nets", "unet", "--out", out / "b")
+    _run(
+        "--smoke",
+        "--parts",
+        "sampling,quality",
+        "--nets",
+        "mlp",
+        "--quality-targets",
+        "mixture",
+        "--out",
+        out / "a",
+    )
+    _run("--smoke", "--nets", "unet", "--quality-targets", "swiss_roll", "--out", out / "b")
     _run("--merge", out / "a" / "results.json", out / "b" / "results.json", "--out", out)
     return out, json.loads((out / "results.json").read_text())
 
@@ -128,3 +140,33 @@ def test_training_and_targets(smoke):
         assert _positive(t["ratio"]) and t["limit"] == 1.10
         assert isinstance(t["met"], bool) and isinstance(t["applies"], bool)
         assert t["met"] == (t["ratio"] <= t["limit"])
+
+
+def test_gpu_kernels_script_runs(tmp_path):
+    """`gpu_kernels.py` in its smallest configuration: every case timed; kernel counts only
+    where PyTorch has CUDA (None here on a CPU machine)."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "gpu_kernels.py",
+            "--batch",
+            "4",
+            "--steps",
+            "2",
+            "--repeats",
+            "1",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=BENCHMARKS,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    res = json.loads((tmp_path / "kernels.json").read_text())
+    assert len(res["cases"]) == 7
+    for case in res["cases"].values():
+        assert _positive(case["wall_ms"])
+        assert case["kernels"] is None or _positive(case["kernels"]["kernels_per_call"])
+    assert "==== reference lax.scan" in (tmp_path / "hlo.txt").read_text()
