@@ -58,9 +58,10 @@ def test_resume_equals_uninterrupted_training(tmp_path):
     np.testing.assert_array_equal(resumed.losses, straight.losses)
 
 
-def test_fused_steps_do_not_change_the_result():
+@pytest.mark.parametrize("steps_per_dispatch", [7, 1])  # 1: one step, no loop around it
+def test_fused_steps_do_not_change_the_result(steps_per_dispatch):
     a = run(num_steps=60, steps_per_dispatch=60)
-    b = run(num_steps=60, steps_per_dispatch=7)
+    b = run(num_steps=60, steps_per_dispatch=steps_per_dispatch)
     leaves = zip(
         jax.tree.leaves(eqx.filter(a.raw_model, eqx.is_array)),
         jax.tree.leaves(eqx.filter(b.raw_model, eqx.is_array)),
@@ -68,6 +69,20 @@ def test_fused_steps_do_not_change_the_result():
     )
     for x, y in leaves:
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(a.losses, b.losses, rtol=1e-5)
+
+
+def test_default_steps_per_dispatch_is_one_for_convolutions_on_cpu():
+    from scoresde._train._fit import _default_steps_per_dispatch
+
+    mlp = nn.TimeMLP(2, key=jr.key(0))
+    unet = nn.UNet((1, 8, 8), key=jr.key(0))
+    on_cpu = jax.default_backend() == "cpu"
+    assert _default_steps_per_dispatch(mlp, None) == 100
+    assert _default_steps_per_dispatch(unet, None) == (1 if on_cpu else 100)
+    assert _default_steps_per_dispatch(sd.NoisePrediction(unet, sd.VPSDE()), None) == (
+        1 if on_cpu else 100
+    )
 
 
 def test_truncated_or_corrupt_checkpoint_raises(tmp_path):
