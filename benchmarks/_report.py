@@ -107,9 +107,9 @@ def summary_markdown(res: dict) -> str:
                     f"{r['time_ratio_to_unrolled']:.1f}× at batch {_batch(r['batch'])}"
                     for r in unrolled
                 )
-                + " (on CPU, XLA runs convolutions inside a loop body slower than outside "
-                "one, jax-ml/jax#12868; channel-first ones far slower, so the U-Net computes "
-                "channel-last).",
+                + " (XLA:CPU runs a convolution inside a loop body fast only with an NHWC "
+                "input and an HWIO kernel, jax-ml/jax#12868, which is how the U-Net "
+                "computes; `benchmarks/conv_loops.py`).",
             ]
     mlp_rows = res.get("sampling", {}).get("mlp", {}).get("rows", [])
     tree = [r for r in mlp_rows if "time_ratio_to_grid" in r]

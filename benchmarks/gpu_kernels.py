@@ -17,8 +17,6 @@ Needs a CUDA build of PyTorch for the kernel counts; elsewhere it reports wall t
 import argparse
 import json
 import pathlib
-import statistics
-import time
 from collections import Counter, defaultdict
 
 import diffrax as dfx
@@ -27,7 +25,7 @@ import jax
 import jax.lax as lax
 import jax.numpy as jnp
 import jax.random as jr
-from _common import environment
+from _common import environment, timing
 from _references import scan_euler_maruyama
 
 import scoresde as sd
@@ -82,16 +80,6 @@ def cases(sde, net, shape, steps):
     }
 
 
-def wall_ms(fn, args, repeats: int) -> float:
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
-
-
 def kernel_profile(fn, args, calls: int) -> dict | None:
     """Kernels per call, read with PyTorch's CUPTI profiler; `None` without CUDA torch."""
     try:
@@ -137,7 +125,7 @@ def main():
     results, hlo = {"environment": environment(), "args": vars(args) | {"out": None}}, []
     results["cases"] = {}
     for name, fn in cases(sde, net, shape, args.steps).items():
-        ms = wall_ms(fn, call_args, args.repeats)
+        ms = timing(fn, *call_args, repeats=args.repeats)["median_s"] * 1e3
         prof = kernel_profile(fn, call_args, calls=3)
         results["cases"][name] = {"wall_ms": ms, "kernels": prof}
         line = f"{name:40s} wall {ms:8.3f} ms"

@@ -201,7 +201,7 @@ def fit(
       Equinox convolution layers trained on CPU: XLA:CPU computes the gradient's
       convolutions inside a loop body 15-20x more slowly than outside one (jax-ml/jax#12868;
       one step of the default `UNet` on 32 images of 28x28, 2 cores: 6.9 s inside the loop,
-      0.34 s alone), far more than a dispatch costs.
+      0.37 s alone, `benchmarks/conv_loops.py`), far more than a dispatch costs.
     - `checkpoint`: a file to save the [`TrainState`][scoresde.TrainState] and the loss
       history to, atomically, every `checkpoint_every` steps and at the end.
     - `resume`: continue from `checkpoint` (which must exist and match the model and

@@ -25,7 +25,9 @@ def _groups(channels: int) -> int:
 # itself, but inside a loop body (every sampler's scan or while loop, `fit`'s steps) it does
 # not and falls back to a generic convolution 5-20x slower (jax-ml/jax#12868). 16 images x
 # 10 steps on 2 cores, U-Net in a `lax.scan`: 8.2 s channel-first, 3.4 s channel-last with
-# the OIHW kernel, 0.57 s as below, the same as the loop unrolled (0.54 s).
+# the OIHW kernel, 0.54 s as below, as fast as the loop unrolled (0.58 s,
+# `benchmarks/conv_loops.py`). The gradient's convolutions are in other layouts whatever the
+# forward one is, hence `fit`'s default of one step per dispatch for such models on CPU.
 # Equinox's Conv2d and GroupNorm only take channel-first input, so these two apply their
 # parameters to channel-last maps.
 
