@@ -72,9 +72,9 @@ def check_labels(score, condition) -> None:
     parts = class_conditional_parts(score)
     if not parts or isinstance(condition, jax.core.Tracer):
         return
-    labels = np.asarray(condition) if not jax.tree.leaves(condition)[0] is condition else None
-    if labels is None:
-        labels = np.asarray(condition)
+    if not isinstance(condition, (np.ndarray, jax.Array, int, np.integer)):
+        return  # a pytree of several arrays is not a label
+    labels = np.asarray(condition)
     if not np.issubdtype(labels.dtype, np.integer):
         raise TypeError(
             f"`condition` must hold integer class labels for this class-conditional score, got "
