@@ -3,6 +3,7 @@
 import importlib.metadata
 
 from . import datasets as datasets, metrics as metrics, nn as nn, plotting as plotting
+from ._guidance import ClassifierFreeGuidance as ClassifierFreeGuidance
 from ._likelihood import (
     AbstractDivergence as AbstractDivergence,
     bits_per_dim as bits_per_dim,
@@ -47,6 +48,7 @@ from ._sampler import (
 from ._score import (
     AbstractExactScore as AbstractExactScore,
     AbstractParameterisation as AbstractParameterisation,
+    ClassConditionalMixture as ClassConditionalMixture,
     DirectScore as DirectScore,
     EDMDenoiser as EDMDenoiser,
     EmpiricalScore as EmpiricalScore,

@@ -7,6 +7,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._condition import accepts_condition, class_conditional_parts, requires_condition
+
 
 def check_num(name: str, value: int, minimum: int = 1) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -18,33 +20,74 @@ def check_positive(name: str, value: float) -> None:
         raise ValueError(f"`{name}` must be a number > 0, got {value!r}.")
 
 
-def check_callable(score) -> None:
+def check_callable(score, name: str = "score") -> None:
     if not callable(score):
-        raise TypeError(f"`score` must be a callable score(t, x), got {type(score).__name__}.")
+        raise TypeError(f"`{name}` must be a callable {name}(t, x), got {type(score).__name__}.")
 
 
-def check_score(sde, score: Callable, data_shape: tuple[int, ...], where: str) -> None:
-    """Checks, by abstract evaluation only, that `score(t, x)` maps one sample of
-    `data_shape` (which is `where`, e.g. "the data part of `shape`") to the same shape.
+def check_score(
+    score: Callable,
+    data_shape: tuple[int, ...],
+    where: str,
+    *,
+    t: float,
+    condition=None,
+    name: str = "score",
+) -> None:
+    """Checks, by abstract evaluation only, that `score(t, x)` (or `score(t, x, c)` when
+    `condition` is given: the shapes and dtypes of ONE sample's condition) maps one sample
+    of `data_shape` (which is `where`, e.g. "the data part of `shape`") to the same shape.
 
     Call it inside the caller's `filter_jit`: it then costs one trace per compilation, not
     a trace per call (about 4 ms for a small MLP), and still raises at the call."""
-    check_callable(score)
+    check_callable(score, name)
     x = jax.ShapeDtypeStruct(data_shape, jnp.result_type(float))
-    try:
-        out = eqx.filter_eval_shape(score, sde.T, x)
-    except Exception as e:
+    if condition is not None and not accepts_condition(score):
         raise ValueError(
-            f"`score` failed on one sample of shape {data_shape} ({where}). A score is called "
-            "as score(t, x) on ONE sample, without a batch axis; check that the shapes match. "
-            f"The score raised: {type(e).__name__}: {e}"
+            f"`condition=` was given, but `{name}` takes no condition (it is called as "
+            f"{name}(t, x)); leave out `condition=`, or pass a conditional {name}(t, x, c)."
+        )
+    args = (t, x) if condition is None else (t, x, condition)
+    try:
+        out = eqx.filter_eval_shape(score, *args)
+    except Exception as e:
+        if condition is None and (requires_condition(score) or class_conditional_parts(score)):
+            raise ValueError(
+                f"`{name}` is conditional ({name}(t, x, c)): pass `condition=`, one condition "
+                "per sample (for a class-conditional model, its null label for unconditional "
+                "samples)."
+            ) from e
+        if condition is not None and _runs_without_condition(score, t, x):
+            raise ValueError(
+                f"`condition=` was given, but `{name}` takes no condition (it runs as "
+                f"{name}(t, x) and fails as {name}(t, x, c)); leave out `condition=`. The "
+                f"{name} raised: {type(e).__name__}: {_first_line(e)}"
+            ) from e
+        call = f"{name}(t, x)" if condition is None else f"{name}(t, x, c)"
+        raise ValueError(
+            f"`{name}` failed on one sample of shape {data_shape} ({where}). It is called as "
+            f"{call} on ONE sample, without a batch axis; check that the shapes match. The "
+            f"{name} raised: {type(e).__name__}: {_first_line(e)}"
         ) from e
     if not isinstance(out, jax.ShapeDtypeStruct) or out.shape != data_shape:
         got = getattr(out, "shape", type(out).__name__)
         raise ValueError(
-            f"`score(t, x)` must return an array shaped like x, {data_shape} ({where}), but "
+            f"`{name}(t, x)` must return an array shaped like x, {data_shape} ({where}), but "
             f"it returned {got}."
         )
+
+
+def _runs_without_condition(score: Callable, t, x) -> bool:
+    try:
+        eqx.filter_eval_shape(score, t, x)
+    except Exception:
+        return False
+    return True
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else ""
 
 
 def check_eps(sde, eps: float | None, meaning: str) -> float:

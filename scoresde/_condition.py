@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -59,6 +60,24 @@ def check_condition(condition, num: int, what: str) -> None:
             f"got {shown}. To share one condition, broadcast it: "
             f"jnp.broadcast_to(c, ({num}, *c.shape))."
         )
+
+
+def prepare_condition(score, condition, num: int, what: str):
+    """The condition as a pytree of JAX arrays with a leading axis of `num`, checked at the
+    call (leading axis, class labels against `score`); `None` stays `None`."""
+    if condition is None:
+        return None
+    condition = jax.tree.map(jnp.asarray, condition)
+    check_condition(condition, num, what)
+    check_labels(score, condition)
+    return condition
+
+
+def one_condition(condition):
+    """The shapes and dtypes of one row of a batched condition (`None` stays `None`)."""
+    if condition is None:
+        return None
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), condition)
 
 
 def class_conditional_parts(score) -> list[AbstractClassConditional]:

@@ -81,7 +81,10 @@ def _check_positive(name: str, value, *, allow_zero: bool = False) -> None:
 def circle(
     num: int, *, key: PRNGKeyArray, num_points: int = 8, radius: ScalarLike = 1.0
 ) -> Float[Array, "num 2"]:
-    r"""Draws uniformly from `num_points` equally spaced points on a circle (seed 000).
+    r"""Draws uniformly from `num_points` equally spaced points on a circle.
+
+    This is the data set of the tutorial "Score-based generative models from scratch in
+    JAX" (the SGM-from-scratch tutorial).
 
     The points are $r(\cos\alpha_k, \sin\alpha_k)$ with $\alpha_k = 2\pi k/K$,
     $k = 0, \dots, K - 1$: a finite "manifold" on which the exact score of the empirical
@@ -147,7 +150,7 @@ def _sphere(num, key, dim, radius):
 def swiss_roll(
     num: int, *, key: PRNGKeyArray, noise: ScalarLike = 0.0, scale: ScalarLike = 0.2
 ) -> Float[Array, "num 2"]:
-    r"""The 2-D swiss roll: scikit-learn's `make_swiss_roll`, coordinates x and z (seed 001).
+    r"""The 2-D swiss roll: scikit-learn's `make_swiss_roll`, coordinates x and z.
 
     With $u \sim U[0, 1)$ and $t = \tfrac{3\pi}{2}(1 + 2u) \in [\tfrac{3\pi}{2},
     \tfrac{9\pi}{2})$,
@@ -157,7 +160,8 @@ def swiss_roll(
 
     where $\sigma$ is `noise` (in the roll's own units, as in scikit-learn) and $c$ is `scale`.
     The default $c = 0.2$ (divide by 5, as FFJORD does) puts the noise-free roll in
-    $[-1.9, 2.6]\times[-2.3, 2.9] \subset [-3, 3]^2$. Seed 001's data set is
+    $[-1.9, 2.6]\times[-2.3, 2.9] \subset [-3, 3]^2$. The data set of M. F. Kasim's
+    tutorial "Score-based generative model tutorial, part 1: without SDE" (2022) is
     `swiss_roll(n, key=key, noise=1.0, scale=0.1)`.
 
     **Arguments:**
@@ -245,14 +249,14 @@ def _gaussian_mixture(num, key, weights, means, stds):
 
 
 def ncsn_mixture_params() -> tuple[Float[Array, " 2"], Float[Array, "2 2"], Float[Array, "2 2 2"]]:
-    r"""The parameters of seed 002's two-mode mixture (see
+    r"""The parameters of the two-mode mixture of the NCSN toy-example tutorial (see
     [`ncsn_mixture`][scoresde.datasets.ncsn_mixture]).
 
     **Returns:**
 
     `(weights, means, covariances)` with `weights = (0.95, 0.05)`,
     `means = ((-5, -5), (5, 5))` and `covariances = (I_2, I_2)`, shapes `(2,)`, `(2, 2)`,
-    `(2, 2, 2)` (seed 002 gives each component the covariance `diag(1, 1)`): pass them as
+    `(2, 2, 2)` (the tutorial gives each component the covariance `diag(1, 1)`): pass them as
     keywords to [`GaussianMixtureScore`][scoresde.GaussianMixtureScore] for the exact score.
     """
     weights = jnp.array([0.95, 0.05])
@@ -263,7 +267,11 @@ def ncsn_mixture_params() -> tuple[Float[Array, " 2"], Float[Array, "2 2"], Floa
 
 @jaxtyped(typechecker=beartype)
 def ncsn_mixture(num: int, *, key: PRNGKeyArray) -> Float[Array, "num 2"]:
-    r"""Seed 002's mixture $0.95\,\mathcal N((-5,-5), I) + 0.05\,\mathcal N((5,5), I)$.
+    r"""The mixture $0.95\,\mathcal N((-5,-5), I) + 0.05\,\mathcal N((5,5), I)$.
+
+    It is the toy example of a tutorial on NCSN (Song & Ermon, 2019) applied to a Gaussian
+    mixture (the NCSN toy-example tutorial), in the spirit of the paper's own two-mode
+    example of slow Langevin mixing.
 
     The two modes are separated by a region of negligible density, so plain Langevin
     dynamics with the exact score gets the mode weights wrong (near 0.5/0.5 from a uniform

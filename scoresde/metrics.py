@@ -365,7 +365,7 @@ def mixture_weights(samples: _X, means: _Means) -> Float[Array, " k"]:
     r"""The fraction of samples nearest (in Euclidean distance) to each mean.
 
     For a mixture with well-separated modes this estimates the mode weights; it is how the
-    0.95/0.05 mixture of seed 002 is scored.
+    0.95/0.05 mixture of the NCSN toy example (Song & Ermon, 2019) is scored.
 
     **Arguments:**
 
@@ -414,8 +414,8 @@ def nearest_neighbour_distance(
     $$d_i = \min_j \|x_i - x^{\mathrm{train}}_j\|.$$
 
     A generative model that memorises (as the exact score of the empirical measure does,
-    seed 000) has $d_i \approx 0$; one that generalises has $d_i$ comparable to the
-    distances between training points.
+    see the SGM-from-scratch tutorial) has $d_i \approx 0$; one that generalises has $d_i$
+    comparable to the distances between training points.
 
     **Arguments:**
 

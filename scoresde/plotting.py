@@ -46,8 +46,9 @@ __all__ = [
     "save",
 ]
 
-# The seed notebook's kernel exp(-350 d^2) is a Gaussian of standard deviation 1/sqrt(700).
-_SEED_BANDWIDTH = 1.0 / math.sqrt(700.0)
+# The SGM-from-scratch tutorial's kernel exp(-350 d^2) is a Gaussian of standard deviation
+# 1/sqrt(700).
+_TUTORIAL_BANDWIDTH = 1.0 / math.sqrt(700.0)
 _REFERENCE_STYLE = dict(color="0.6", s=1, alpha=0.3, linewidths=0, zorder=1)
 
 AreaLike = tuple[float, float] | tuple[tuple[float, float], tuple[float, float]]
@@ -234,10 +235,12 @@ def plot_heatmap(
     ax: Axes | None = None,
     cmap: str = "viridis",
 ) -> Figure:
-    r"""Kernel-density heatmap of 2-D samples, as in the first tutorial's `plot_heatmap`.
+    r"""Kernel-density heatmap of 2-D samples.
 
-    Each pixel shows $\frac{1}{n}\sum_i \mathcal{N}(g; x_i, h^2 I)$ at its centre $g$: an
-    exact Gaussian kernel density estimate, not a smoothed histogram. The kernel is separable,
+    The figure of `plot_heatmap` in the tutorial "Score-based generative models from scratch
+    in JAX" (the SGM-from-scratch tutorial). Each pixel shows
+    $\frac{1}{n}\sum_i \mathcal{N}(g; x_i, h^2 I)$ at its centre $g$: an exact Gaussian
+    kernel density estimate, not a smoothed histogram. The kernel is separable,
     so the sum over samples is a matrix product per chunk of 4096 samples, jitted in JAX:
     $10^5$ samples on a $256^2$ grid take about 0.1 s on 2 CPU cores, after a one-off
     compilation of about 1 s (sample counts are padded, so similar counts share it).
@@ -247,11 +250,11 @@ def plot_heatmap(
     - `samples`: shape `(n, 2)`, NumPy or JAX. Rows with NaN or inf are dropped with a warning.
     - `area`: the square `(lo, hi)` shown on both axes, or `((xlo, xhi), (ylo, yhi))`.
     - `resolution`: pixels along each axis.
-    - `bandwidth`: the kernel's standard deviation $h$. Default: the tutorial's kernel
+    - `bandwidth`: the kernel's standard deviation $h$. Default: that tutorial's kernel
       $\exp(-350\,d^2)$, i.e. $h = 1/\sqrt{700} \approx 0.038$, or one pixel width if that
       is larger (a kernel narrower than a pixel would miss samples between pixel centres).
     - `ax`: the `Axes` to draw on; a new figure if `None`.
-    - `cmap`: a matplotlib colormap name (the tutorial's is seaborn's `"mako_r"`, available
+    - `cmap`: a matplotlib colormap name (that tutorial's is seaborn's `"mako_r"`, available
       once seaborn is imported).
 
     **Returns:**
@@ -264,7 +267,7 @@ def plot_heatmap(
     resolution = _positive_int(resolution, "resolution", 2)
     pixel = max(box[1] - box[0], box[3] - box[2]) / resolution
     if bandwidth is None:
-        bandwidth = max(_SEED_BANDWIDTH, pixel)
+        bandwidth = max(_TUTORIAL_BANDWIDTH, pixel)
     elif not (isinstance(bandwidth, (int, float, np.floating)) and 0 < bandwidth < math.inf):
         raise ValueError(f"`bandwidth` must be a positive float or None, got {bandwidth!r}.")
     hm = _kde_grid(pts, box, resolution, float(bandwidth))
@@ -339,8 +342,8 @@ def plot_score(
 ) -> Figure:
     r"""Quiver plot of a score field $x \mapsto s(t, x)$ on a `num` x `num` grid.
 
-    As the first tutorial's `plot_score`, but for a library score: `score(t, x)` takes ONE
-    2-D point `x` (no batch axis); it is vmapped over the grid and jitted here
+    As the SGM-from-scratch tutorial's `plot_score`, but for a library score: `score(t, x)`
+    takes ONE 2-D point `x` (no batch axis); it is vmapped over the grid and jitted here
     (`equinox.filter_jit`, so networks and exact scores with array leaves work). Arrows are
     auto-scaled by matplotlib; non-finite arrows are left out.
 

@@ -219,3 +219,68 @@ def test_nan_score_is_a_clear_error(vp):
         sd.sample(
             vp, lambda t, x: x * jnp.nan, sd.ReverseSDE(num_steps=5), (4, 2), key=jr.PRNGKey(0)
         )
+
+
+@pytest.mark.parametrize(
+    "sampler",
+    [
+        sd.ReverseSDE(dfx.Euler(), num_steps=10),
+        sd.ProbabilityFlowODE(dfx.Heun(), num_steps=10, grid=sd.EDMGrid()),
+        sd.PredictorCorrector(num_steps=10),
+        sd.Langevin(num_steps=10, step_size=1e-3),
+        sd.AnnealedLangevin(num_levels=2, steps_per_level=5, step_size=1e-5),
+    ],
+    ids=lambda s: type(s).__name__,
+)
+def test_saveat_snaps_to_the_steps_taken_and_reports_them(sampler, vp):
+    """Every fixed-step sampler snaps asked times to its clock (diffusion time, or step
+    count for Langevin) and reports the snapped ones; the snapshot there is the state the
+    run reached, so asking for the last clock value gives the sample itself."""
+    clock = np.asarray(sampler.clock(vp))
+    asked = np.array([clock[0], 0.37 * clock[3] + 0.63 * clock[4], clock[-1]])
+    out = sd.sample(
+        vp, _score(vp), sampler, (3, 2), key=jr.PRNGKey(0), saveat=asked, return_info=True
+    )
+    np.testing.assert_array_equal(out.ts, clock[[0, 4, -1]])
+    np.testing.assert_allclose(out.trajectory[:, -1], out.samples, rtol=1e-5, atol=1e-5)
+    # The same snapshot as asking for evenly spaced ones, which land on step 4 of 10 ...
+    even = sd.sample(
+        vp,
+        _score(vp),
+        sampler,
+        (3, 2),
+        key=jr.PRNGKey(0),
+        saveat=np.array([clock[4]]),
+        return_info=True,
+    )
+    np.testing.assert_allclose(even.trajectory[:, 0], out.trajectory[:, 1], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "sampler, saveat, match",
+    [
+        (sd.Langevin(num_steps=10, step_size=1e-3), [5.0, 5000.0], "outside the run"),
+        (sd.ReverseSDE(num_steps=10), [1.5, 0.5], "outside the run"),
+        (sd.ProbabilityFlowODE(), [0.5, 1e-6], "outside the run"),
+        (sd.ReverseSDE(num_steps=10), [0.2, 0.5], "decreasing"),
+    ],
+)
+def test_saveat_outside_the_run_is_refused(sampler, saveat, match, vp):
+    with pytest.raises(ValueError, match=match):
+        sd.sample(vp, _score(vp), sampler, (3, 2), key=jr.PRNGKey(0), saveat=jnp.array(saveat))
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: sd.ReverseSDE(num_steps=0), "num_steps"),
+        (lambda: sd.ProbabilityFlowODE(num_steps=0), "num_steps"),
+        (lambda: sd.ReverseSDE(max_steps=0), "max_steps"),
+        (lambda: sd.ReverseSDE(brownian="path"), "brownian"),
+        (lambda: sd.ReverseSDE(dfx.SRA1(), num_steps=10), "not supported"),
+        (lambda: sd.ReverseSDE(dfx.Tsit5(), num_steps=10), "SDE solver"),
+    ],
+)
+def test_diffrax_sampler_checks_fail_at_construction(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()

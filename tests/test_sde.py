@@ -14,7 +14,7 @@ SDES = {
     "vp": sd.VPSDE(beta_min=0.1, beta_max=20.0),
     "subvp": sd.SubVPSDE(beta_min=0.1, beta_max=20.0),
     "ve": sd.VESDE(sigma_min=0.01, sigma_max=50.0),
-    "ou_seed000": sd.VPSDE(beta_min=0.001, beta_max=3.0),
+    "ou_tutorial": sd.VPSDE(beta_min=0.001, beta_max=3.0),
 }
 
 
@@ -82,9 +82,9 @@ def test_prior_log_prob_is_gaussian():
     np.testing.assert_allclose(sde.prior_log_prob(x), expected, rtol=1e-6)
 
 
-def test_ou_of_seed_000():
-    """Seed 000: m_t = exp(-alpha_t / 2), v_t = 1 - exp(-alpha_t),
-    alpha_t = t beta_min + t^2 (beta_max - beta_min) / 2."""
+def test_ou_of_the_sgm_from_scratch_tutorial():
+    """The SGM-from-scratch tutorial's OU process: m_t = exp(-alpha_t / 2),
+    v_t = 1 - exp(-alpha_t), alpha_t = t beta_min + t^2 (beta_max - beta_min) / 2."""
     sde = sd.VPSDE(beta_min=0.001, beta_max=3)
     t = 0.7
     alpha = t * 0.001 + 0.5 * t**2 * (3 - 0.001)

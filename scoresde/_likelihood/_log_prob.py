@@ -1,6 +1,7 @@
 """Exact log-likelihoods through the probability-flow ODE (Song et al., 2021, §4.3)."""
 
 from collections.abc import Callable
+from typing import Any
 
 import diffrax as dfx
 import equinox as eqx
@@ -12,8 +13,9 @@ from beartype import beartype
 from jaxtyping import jaxtyped
 
 from .._checks import check_callable, check_eps, check_finite_rows, check_num, check_score
+from .._condition import bind, one_condition, prepare_condition
 from .._custom_types import Array, Float, FloatArrayLike, Int, PRNGKeyArray, Real
-from .._sampler._diffrax_solve import score_evals_per_step
+from .._sampler._diffrax_sampler import solution_stats
 from .._sde import AbstractSDE
 from .._sharding import batch_sharding, Devices, fold_in_keys, map_batch, resolve_mesh
 from ._divergence import AbstractDivergence, ExactDivergence, HutchinsonDivergence
@@ -71,13 +73,26 @@ def _resolve_divergence(divergence, data_shape, key) -> AbstractDivergence:
 
 @eqx.filter_jit
 def _log_prob_jit(
-    sde, score, x, key, divergence, solver, controller, num_steps, eps, max_steps, mesh, chunk
+    sde,
+    score,
+    x,
+    key,
+    divergence,
+    solver,
+    controller,
+    num_steps,
+    eps,
+    max_steps,
+    mesh,
+    chunk,
+    condition,
 ):
     # Runs only when tracing: a cached call pays nothing for the check.
-    check_score(sde, score, x.shape[1:], "one row of `x`")
+    check_score(score, x.shape[1:], "one row of `x`", t=sde.T, condition=one_condition(condition))
     keys = fold_in_keys(key, x.shape[0], mesh)
 
-    def one(x, k, sde, score, divergence, solver, controller):
+    def one(x, k, c, sde, score, divergence, solver, controller):
+        score = bind(score, c)
         probes = divergence.probes(k, x)
 
         def field(t, y, args):
@@ -102,18 +117,12 @@ def _log_prob_jit(
         )
         x_T, delta = sol.ys[0][-1], sol.ys[1][-1]
         prior = sde.prior_log_prob(x_T)
-        accepted, rejected = sol.stats["num_accepted_steps"], sol.stats["num_rejected_steps"]
-        per_step, initial = score_evals_per_step(solver, is_sde=False) or (-1, 0)
-        stats = {
-            "num_steps": jnp.asarray(accepted, jnp.int32),
-            "num_rejected_steps": jnp.asarray(rejected, jnp.int32),
-            "num_score_evals": jnp.asarray(per_step * (accepted + rejected) + initial, jnp.int32),
-        }
+        stats = solution_stats(sol, solver, is_sde=False)
         return prior + delta, prior, delta, x_T, stats
 
     def block(batch, *args):
-        x, keys = batch
-        lp, *rest = jax.vmap(lambda x, k: one(x, k, *args))(x, keys)
+        x, keys, cs = batch
+        lp, *rest = jax.vmap(lambda x, k, c: one(x, k, c, *args))(x, keys, cs)
         # Checked inside each device's program, so the result stays sharded.
         lp = eqx.error_if(
             lp,
@@ -125,7 +134,7 @@ def _log_prob_jit(
 
     args = (sde, score, divergence, solver, controller)
     lp, prior, delta, latent, stats = map_batch(
-        block, (x, keys), mesh=mesh, chunk_size=chunk, replicated_args=args
+        block, (x, keys, condition), mesh=mesh, chunk_size=chunk, replicated_args=args
     )
     return LogProbResult(log_prob=lp, prior_log_prob=prior, delta=delta, latent=latent, stats=stats)
 
@@ -148,6 +157,7 @@ def log_prob(
     return_info: bool = False,
     devices: Devices = None,
     chunk_size: int | None = None,
+    condition: Any = None,
 ) -> Float[Array, " n"] | LogProbResult:
     r"""The log-density of each row of `x` under the model, through the probability-flow
     ODE $\dot x = \tilde f(t, x) = f(t, x) - \tfrac12 g(t)^2 s(t, x)$, a continuous
@@ -182,6 +192,8 @@ def log_prob(
       term, the divergence integral and statistics.
     - `devices`, `chunk_size`: data parallelism over the rows of `x` and blocks per
       device, as for [`sample`][scoresde.sample].
+    - `condition`: for a conditional score `score(t, x, c)`, one condition per row of `x`
+      (a pytree with a leading axis of `n`): row $i$ gets $\log p_\epsilon(x_i \mid c_i)$.
 
     **Returns:** `Float[Array, "n"]` in nats, or a `LogProbResult`.
 
@@ -202,6 +214,7 @@ def log_prob(
         x = x.astype(float)
     eps = check_eps(sde, eps, "log_prob gives the density of p_eps, the data at time eps")
     check_callable(score)
+    condition = prepare_condition(score, condition, x.shape[0], "the number of rows of `x`")
     check_num("max_steps", max_steps)
     if num_steps is not None:
         check_num("num_steps", num_steps)
@@ -225,6 +238,7 @@ def log_prob(
         max_steps,
         mesh,
         chunk_size,
+        condition,
     )
     return result if return_info else result.log_prob
 
@@ -261,7 +275,8 @@ def bits_per_dim(
       `fold_in(key, i)`.
     - `num_bins`: $K$ (256 for 8-bit data).
     - `data_range`: $(a, b)$, the range of the model's data.
-    - `kwargs`: passed on to [`log_prob`][scoresde.log_prob].
+    - `kwargs`: passed on to [`log_prob`][scoresde.log_prob] (`condition=` for a
+      conditional score, one condition per row).
     """
     check_num("num_bins", num_bins, minimum=2)
     lo, hi = data_range

@@ -2,7 +2,7 @@
 
 import abc
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import equinox as eqx
 import jax
@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import jax.random as jr
 
 from .._checks import check_eps as _check_eps
+from .._condition import bind
 from .._custom_types import Array, Batch, Data, Float, PRNGKeyArray, Scalar
 from .._sde import AbstractLinearSDE, AbstractSDE
 
@@ -24,7 +25,10 @@ class AbstractObjective(eqx.Module):
     with its own key; calling the objective on a batch vmaps it and takes the mean.
 
     The model is any score `model(t, x)` of one sample: a network, or a parameterisation
-    such as [`NoisePrediction`][scoresde.NoisePrediction] wrapping one.
+    such as [`NoisePrediction`][scoresde.NoisePrediction] wrapping one. A conditional
+    model `model(t, x, c)` is trained on (data point, condition) pairs: each point's
+    condition is bound into the model before `loss_one` sees it, so every objective
+    trains conditional models unchanged.
     """
 
     @abc.abstractmethod
@@ -35,10 +39,17 @@ class AbstractObjective(eqx.Module):
         """Raises a clear error, before any tracing, if the objective cannot train on data
         of this shape."""
 
-    def __call__(self, model: Model, batch: Batch, key: PRNGKeyArray) -> Scalar:
-        """The mean loss over a batch; data point `i` uses `fold_in(key, i)`."""
+    def __call__(
+        self, model: Model, batch: Batch, key: PRNGKeyArray, condition: Any = None
+    ) -> Scalar:
+        """The mean loss over a batch; data point `i` uses `fold_in(key, i)` and, for a
+        conditional model, its own condition `condition[i]` (a pytree with a leading axis
+        of the batch)."""
         keys = jax.vmap(lambda i: jr.fold_in(key, i))(jnp.arange(batch.shape[0]))
-        return jnp.mean(jax.vmap(lambda x, k: self.loss_one(model, x, k))(batch, keys))
+        losses = jax.vmap(lambda x, k, c: self.loss_one(bind(model, c), x, k))(
+            batch, keys, condition
+        )
+        return jnp.mean(losses)
 
 
 def require_linear(objective: AbstractObjective, sde: AbstractSDE | None) -> None:

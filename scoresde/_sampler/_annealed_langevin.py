@@ -11,11 +11,11 @@ from ._base import (
     check_init_uniform,
     check_num,
     check_positive,
-    evenly_spaced_steps,
     initial_state,
+    make_stats,
+    nearest_steps,
     resolve_eps,
     scan_with_snapshots,
-    score_evals_stats,
     ScoreFn,
     split2,
     Stats,
@@ -97,9 +97,10 @@ class AnnealedLangevin(AbstractSampler):
     def _num_steps(self) -> int:
         return self.num_levels * self.steps_per_level
 
-    def save_times(self, sde: AbstractSDE, num: int) -> Float[Array, " num"]:
-        """Snapshot times are step counts over all levels (0 = the initial state)."""
-        return evenly_spaced_steps(self._num_steps, num).astype(float)
+    def clock(self, sde: AbstractSDE) -> Float[Array, " n+1"]:
+        """The step count over all levels (0 = the initial state): a level's steps share
+        one diffusion time."""
+        return jnp.arange(self._num_steps + 1, dtype=jnp.result_type(float))
 
     def sample_one(
         self,
@@ -118,10 +119,10 @@ class AnnealedLangevin(AbstractSampler):
             level = i // self.steps_per_level
             return langevin_step(score, times[level], x, alphas[level], jr.fold_in(key_steps, i))
 
-        save_steps = None if save_ts is None else jnp.round(save_ts).astype(jnp.int32)
+        save_steps = None if save_ts is None else nearest_steps(self.clock(sde), save_ts)
         x, traj = scan_with_snapshots(step, x0, self._num_steps, save_steps)
         evals = self._num_steps
         if self.denoise:
             x = tweedie_denoise(sde, score, times[-1], x)
             evals += 1
-        return x, traj, score_evals_stats(self._num_steps, evals)
+        return x, traj, make_stats(self._num_steps, 0, evals)

@@ -5,6 +5,7 @@ import equinox as eqx
 import jax.lax as lax
 import jax.numpy as jnp
 import jax.random as jr
+import numpy as np
 
 from .._checks import (
     check_eps as _check_eps,
@@ -21,16 +22,61 @@ Stats = dict[str, Int[Array, ""]]
 class AbstractSampler(eqx.Module):
     """A way of drawing ONE sample from a score; [`sample`][scoresde.sample] vmaps it.
 
-    Subclasses implement `save_times` (when trajectory snapshots may be taken, in the
-    sampler's own progress variable) and `sample_one`.
+    A subclass provides:
+
+    - `clock(sde)`: the sampler's clock at the initial state and after each of its steps,
+      shape `(num_steps + 1,)`: the diffusion time (from $T$ down to $\\epsilon$) for
+      samplers that follow it, the step count for the Langevin samplers, `None` for
+      adaptive steps. Snapshots (`saveat`) are placed and reported on this clock.
+    - `sample_one(sde, score, data_shape, key, save_ts)`: one sample, its snapshots at the
+      clock values `save_ts` (already snapped to the clock), and its statistics (built
+      with `make_stats`).
+    - optionally `check(sde)`: raise a clear error if the sampler cannot run on `sde`;
+      checks that need no SDE belong in `__check_init__`, so they fail at construction.
+
+    A conditional score reaches `sample_one` with its condition already bound: a sampler
+    always sees `score(t, x)` of one sample.
     """
 
     def check(self, sde: AbstractSDE) -> None:
         """Raises a clear `ValueError`/`TypeError` if this sampler cannot run on `sde`."""
 
     @abc.abstractmethod
+    def clock(self, sde: AbstractSDE) -> Float[Array, " n+1"] | None:
+        """The clock at the initial state and after each step, or `None` (adaptive)."""
+
+    def clock_range(self, sde: AbstractSDE) -> tuple[float, float]:
+        """`(start, end)` of the clock: where the run begins and ends."""
+        clock = self.clock(sde)
+        assert clock is not None, "an adaptive sampler overrides clock_range"
+        return float(clock[0]), float(clock[-1])
+
     def save_times(self, sde: AbstractSDE, num: int) -> Float[Array, " num"]:
-        """`num` snapshot times spread evenly over the run, first to last."""
+        """`num` snapshot times spread evenly over the run, first to last: the clock after
+        evenly spaced step counts (evenly spaced clock values for adaptive steps)."""
+        clock = self.clock(sde)
+        if clock is None:
+            start, end = self.clock_range(sde)
+            return jnp.linspace(start, end, num)
+        return clock[evenly_spaced_steps(clock.shape[0] - 1, num)]
+
+    def snap_save_times(self, sde: AbstractSDE, ts: Float[Array, " k"]) -> Float[Array, " k"]:
+        """Asked snapshot times checked against the run and moved to the nearest clock
+        value a fixed-step run reaches (unchanged for adaptive steps)."""
+        start, end = self.clock_range(sde)
+        lo, hi = min(start, end), max(start, end)
+        values = np.asarray(ts, dtype=np.float64)
+        slack = 1e-6 * max(abs(lo), abs(hi), 1.0)
+        if values.min() < lo - slack or values.max() > hi + slack:
+            raise ValueError(
+                f"`saveat` asks for snapshots at {values.min():g}..{values.max():g}, outside the "
+                f"run of {type(self).__name__}, which goes from {start:g} to {end:g}; ask for "
+                "times inside it."
+            )
+        clock = self.clock(sde)
+        if clock is None:
+            return jnp.clip(ts, lo, hi)
+        return clock[nearest_steps(clock, ts)]
 
     @abc.abstractmethod
     def sample_one(
@@ -43,6 +89,11 @@ class AbstractSampler(eqx.Module):
     ) -> tuple[Data, Float[Array, "k *data"] | None, Stats]:
         """Returns the sample, its snapshots at `save_ts` (or `None`), and statistics
         (`num_steps`, `num_rejected_steps`, `num_score_evals`)."""
+
+
+def nearest_steps(clock: Float[Array, " n+1"], ts: Float[Array, " k"]) -> Int[Array, " k"]:
+    """The step count whose clock value is nearest to each of `ts`."""
+    return jnp.argmin(jnp.abs(clock[None, :] - ts[:, None]), axis=1)
 
 
 def resolve_eps(sde: AbstractSDE, eps: float | None) -> float:
@@ -127,10 +178,11 @@ def scan_with_snapshots(
     return x, traj[:k][first]
 
 
-def score_evals_stats(num_steps: int, num_score_evals: int) -> Stats:
+def make_stats(num_steps, num_rejected_steps, num_score_evals) -> Stats:
+    """The statistics every sampler reports, as int32 scalars."""
     return {
         "num_steps": jnp.asarray(num_steps, jnp.int32),
-        "num_rejected_steps": jnp.asarray(0, jnp.int32),
+        "num_rejected_steps": jnp.asarray(num_rejected_steps, jnp.int32),
         "num_score_evals": jnp.asarray(num_score_evals, jnp.int32),
     }
 

@@ -9,11 +9,11 @@ from ._base import (
     check_init_uniform,
     check_num,
     check_positive,
-    evenly_spaced_steps,
     initial_state,
+    make_stats,
+    nearest_steps,
     resolve_eps,
     scan_with_snapshots,
-    score_evals_stats,
     ScoreFn,
     split2,
     Stats,
@@ -67,9 +67,9 @@ class Langevin(AbstractSampler):
     def _t(self, sde: AbstractSDE) -> float:
         return resolve_eps(sde, None) if self.t is None else self.t
 
-    def save_times(self, sde: AbstractSDE, num: int) -> Float[Array, " num"]:
-        """Snapshot times are step counts (0 = the initial state)."""
-        return evenly_spaced_steps(self.num_steps, num).astype(float)
+    def clock(self, sde: AbstractSDE) -> Float[Array, " n+1"]:
+        """The step count (0 = the initial state): Langevin does not move in diffusion time."""
+        return jnp.arange(self.num_steps + 1, dtype=jnp.result_type(float))
 
     def sample_one(
         self,
@@ -86,6 +86,6 @@ class Langevin(AbstractSampler):
         def step(i, x):
             return langevin_step(score, t, x, self.step_size, jr.fold_in(key_steps, i))
 
-        save_steps = None if save_ts is None else jnp.round(save_ts).astype(jnp.int32)
+        save_steps = None if save_ts is None else nearest_steps(self.clock(sde), save_ts)
         x, traj = scan_with_snapshots(step, x0, self.num_steps, save_steps)
-        return x, traj, score_evals_stats(self.num_steps, self.num_steps)
+        return x, traj, make_stats(self.num_steps, 0, self.num_steps)

@@ -12,9 +12,10 @@ from ._base import (
     check_denoise,
     check_eps,
     check_num,
+    make_stats,
+    nearest_steps,
     resolve_eps,
     scan_with_snapshots,
-    score_evals_stats,
     ScoreFn,
     split2,
     Stats,
@@ -159,12 +160,9 @@ class PredictorCorrector(AbstractSampler):
         if isinstance(self.corrector, LangevinCorrector) and not isinstance(sde, AbstractLinearSDE):
             raise TypeError("LangevinCorrector sizes its steps by s(t): it needs a linear SDE.")
 
-    def _times(self, sde: AbstractSDE) -> Float[Array, " n+1"]:
+    def clock(self, sde: AbstractSDE) -> Float[Array, " n+1"]:
+        r"""The grid times, from $T$ down to $\epsilon$."""
         return self.grid.times(sde, self.num_steps, resolve_eps(sde, self.eps))
-
-    def save_times(self, sde: AbstractSDE, num: int) -> Float[Array, " num"]:
-        idx = jnp.round(jnp.linspace(0, self.num_steps, num)).astype(jnp.int32)
-        return self._times(sde)[idx]
 
     def sample_one(
         self,
@@ -176,7 +174,7 @@ class PredictorCorrector(AbstractSampler):
     ) -> tuple[Data, Float[Array, "k *data"] | None, Stats]:
         key_prior, key_steps = split2(key)
         x0 = sde.prior_sample(key_prior, data_shape)
-        ts = self._times(sde)
+        ts = self.clock(sde)
 
         def step(i, x):
             key_c, key_p = jr.split(jr.fold_in(key_steps, i))
@@ -185,14 +183,11 @@ class PredictorCorrector(AbstractSampler):
                 x = self.corrector.step(sde, score, t, t - t_next, x, self.snr, key_c)
             return self.predictor.step(sde, score, t, t_next, x, key_p)
 
-        # Snapshot times are grid times; find the step count that reaches each one.
-        save_steps = None
-        if save_ts is not None:
-            save_steps = jnp.argmin(jnp.abs(ts[None, :] - save_ts[:, None]), axis=1)
+        save_steps = None if save_ts is None else nearest_steps(ts, save_ts)
         x, traj = scan_with_snapshots(step, x0, self.num_steps, save_steps)
         per_step = 1 + (0 if self.corrector is None else self.corrector.num_steps)
         evals = self.num_steps * per_step
         if self.denoise:
             x = tweedie_denoise(sde, score, ts[-1], x)
             evals += 1
-        return x, traj, score_evals_stats(self.num_steps, evals)
+        return x, traj, make_stats(self.num_steps, 0, evals)

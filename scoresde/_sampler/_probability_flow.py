@@ -3,12 +3,12 @@ import equinox as eqx
 
 from .._custom_types import Array, Data, Float, PRNGKeyArray
 from .._sde import AbstractSDE
-from ._base import AbstractSampler, ScoreFn, split2, Stats
-from ._diffrax_solve import check_solve, DiffraxSolve
+from ._base import ScoreFn, split2, Stats
+from ._diffrax_sampler import AbstractDiffraxSampler
 from ._grid import AbstractTimeGrid, UniformGrid
 
 
-class ProbabilityFlowODE(AbstractSampler):
+class ProbabilityFlowODE(AbstractDiffraxSampler):
     r"""Integrates the probability-flow ODE
     $\dot x = f(t, x) - \tfrac12 g(t)^2 s(t, x)$ from a prior draw at $T$ down to
     $\epsilon$ with any Diffrax ODE solver. Its marginals equal the SDE's, so with the exact
@@ -52,29 +52,14 @@ class ProbabilityFlowODE(AbstractSampler):
         self.denoise = denoise
         self.max_steps = max_steps
 
-    def _solve(self) -> DiffraxSolve:
-        return DiffraxSolve(
-            self.solver,
-            self.num_steps,
-            self.stepsize_controller,
-            self.grid,
-            self.eps,
-            self.denoise,
-            self.max_steps,
-        )
-
-    def check(self, sde: AbstractSDE) -> None:
-        check_solve(
-            sde, self.num_steps, self.stepsize_controller, self.eps, self.denoise, self.max_steps
-        )
-        if isinstance(self.solver, dfx.AbstractSRK):
+    def __check_init__(self):
+        if isinstance(self.solver, dfx.AbstractSRK) or not isinstance(
+            self.solver, dfx.AbstractSolver
+        ):
             raise ValueError(
-                f"`solver` must be an ODE solver (Tsit5, Heun, Dopri5, ...), got "
-                f"{type(self.solver).__name__}, which needs a Brownian motion."
+                f"`solver` must be a Diffrax ODE solver (Tsit5, Heun, Dopri5, ...), got "
+                f"{type(self.solver).__name__}."
             )
-
-    def save_times(self, sde: AbstractSDE, num: int) -> Float[Array, " num"]:
-        return self._solve().save_times(sde, num)
 
     def sample_one(
         self,
@@ -87,4 +72,4 @@ class ProbabilityFlowODE(AbstractSampler):
         key_prior, _ = split2(key)
         y0 = sde.prior_sample(key_prior, data_shape)
         terms = sde.probability_flow_term(score)
-        return self._solve().solve(sde, score, terms, y0, save_ts, is_sde=False)
+        return self.solve(sde, score, terms, y0, save_ts, is_sde=False)

@@ -6,18 +6,12 @@ import jax.numpy as jnp
 
 from .._custom_types import Array, Data, Float, PRNGKeyArray
 from .._sde import AbstractSDE, GridBrownianPath
-from ._base import (
-    AbstractSampler,
-    resolve_eps,
-    ScoreFn,
-    split2,
-    Stats,
-)
-from ._diffrax_solve import check_solve, DiffraxSolve
+from ._base import resolve_eps, ScoreFn, split2, Stats
+from ._diffrax_sampler import AbstractDiffraxSampler
 from ._grid import AbstractTimeGrid, UniformGrid
 
 
-class ReverseSDE(AbstractSampler):
+class ReverseSDE(AbstractDiffraxSampler):
     r"""Integrates the reverse-time SDE
     $\mathrm{d}x = [f(t,x) - g(t)^2 s(t, x)]\,\mathrm{d}t + g(t)\,\mathrm{d}\bar w$
     from the prior at $T$ down to $\epsilon$ with any Diffrax SDE solver.
@@ -89,29 +83,14 @@ class ReverseSDE(AbstractSampler):
         self.denoise = denoise
         self.max_steps = max_steps
 
-    def _solve(self) -> DiffraxSolve:
-        return DiffraxSolve(
-            self.solver,
-            self.num_steps,
-            self.stepsize_controller,
-            self.grid,
-            self.eps,
-            self.denoise,
-            self.max_steps,
-        )
-
-    def check(self, sde: AbstractSDE) -> None:
-        check_solve(
-            sde, self.num_steps, self.stepsize_controller, self.eps, self.denoise, self.max_steps
-        )
+    def __check_init__(self):
         if self.brownian not in ("grid", "tree"):
             raise ValueError(f"`brownian` must be 'grid' or 'tree', got {self.brownian!r}.")
-        if self.brownian == "grid":
-            if self.stepsize_controller is not None:
-                raise ValueError(
-                    "Adaptive steps need brownian='tree' (diffrax.VirtualBrownianTree): the "
-                    "grid path only knows the increments of a fixed grid."
-                )
+        if self.brownian == "grid" and self.stepsize_controller is not None:
+            raise ValueError(
+                "Adaptive steps need brownian='tree' (diffrax.VirtualBrownianTree): the "
+                "grid path only knows the increments of a fixed grid."
+            )
         if self.brownian_tol is not None and not 0 < self.brownian_tol < 1:
             raise ValueError(f"`brownian_tol` must lie in (0, 1), got {self.brownian_tol}.")
         if isinstance(self.solver, dfx.AbstractSRK):
@@ -125,9 +104,6 @@ class ReverseSDE(AbstractSampler):
                 f"`solver` must be an SDE solver (Euler, Heun, ...), got "
                 f"{type(self.solver).__name__}."
             )
-
-    def save_times(self, sde: AbstractSDE, num: int) -> Float[Array, " num"]:
-        return self._solve().save_times(sde, num)
 
     def _brownian_path(self, sde: AbstractSDE, data_shape, key: PRNGKeyArray, grid_ts):
         """`grid_ts` is the fixed-step grid, or `None` for adaptive steps."""
@@ -153,8 +129,7 @@ class ReverseSDE(AbstractSampler):
     ) -> tuple[Data, Float[Array, "k *data"] | None, Stats]:
         key_prior, key_path = split2(key)
         y0 = sde.prior_sample(key_prior, data_shape)
-        solve = self._solve()
-        grid_ts = None if solve.adaptive else solve.grid_times(sde)
+        grid_ts = self.clock(sde)
         path = self._brownian_path(sde, data_shape, key_path, grid_ts)
         terms = sde.reverse_terms(score, path)
-        return solve.solve(sde, score, terms, y0, save_ts, is_sde=True, grid_ts=grid_ts)
+        return self.solve(sde, score, terms, y0, save_ts, is_sde=True, grid_ts=grid_ts)

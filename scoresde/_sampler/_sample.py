@@ -1,5 +1,5 @@
 from collections.abc import Callable
-from typing import Literal, overload
+from typing import Any, Literal, overload
 
 import equinox as eqx
 import jax
@@ -9,6 +9,7 @@ from beartype import beartype
 from jaxtyping import jaxtyped
 
 from .._checks import check_callable, check_num, check_score
+from .._condition import bind, one_condition, prepare_condition
 from .._custom_types import Array, Batch, Float, Int, PRNGKeyArray
 from .._sde import AbstractSDE
 from .._sharding import Devices, fold_in_keys, map_batch, resolve_mesh
@@ -41,6 +42,7 @@ def _check_shape(shape: tuple[int, ...]) -> None:
 
 
 def _resolve_saveat(sampler, sde, saveat) -> Array | None:
+    """The snapshot times on the sampler's clock, snapped to the steps it takes."""
     if saveat is None:
         return None
     if isinstance(saveat, (int, np.integer)) and not isinstance(saveat, bool):
@@ -50,20 +52,23 @@ def _resolve_saveat(sampler, sde, saveat) -> Array | None:
     ts = jnp.asarray(saveat, dtype=float)
     if ts.ndim != 1 or ts.shape[0] < 1:
         raise ValueError(f"`saveat` must be an int or a 1-D array of times, got shape {ts.shape}.")
-    return ts
+    return sampler.snap_save_times(sde, ts)
 
 
 @eqx.filter_jit
 @eqx.debug.assert_max_traces(max_traces=None)  # counts traces, so tests can check retracing
-def _sample_jit(sde, score, sampler, data_shape, key, num, save_ts, mesh, chunk_size):
+def _sample_jit(sde, score, sampler, data_shape, key, num, save_ts, mesh, chunk_size, condition):
     # Runs only when tracing: a cached call pays nothing for the check.
-    check_score(sde, score, data_shape, "the data part of `shape`")
+    check_score(
+        score, data_shape, "the data part of `shape`", t=sde.T, condition=one_condition(condition)
+    )
     keys = fold_in_keys(key, num, mesh)
 
-    def block(ks, sde, score, sampler, save_ts):
-        x, traj, stats = jax.vmap(lambda k: sampler.sample_one(sde, score, data_shape, k, save_ts))(
-            ks
-        )
+    def block(batch, sde, score, sampler, save_ts):
+        ks, cs = batch
+        x, traj, stats = jax.vmap(
+            lambda k, c: sampler.sample_one(sde, bind(score, c), data_shape, k, save_ts)
+        )(ks, cs)
         # Checked per block, inside the device's own program, so the result stays sharded.
         x = eqx.error_if(
             x,
@@ -74,7 +79,9 @@ def _sample_jit(sde, score, sampler, data_shape, key, num, save_ts, mesh, chunk_
         return x, traj, stats
 
     args = (sde, score, sampler, save_ts)
-    return map_batch(block, keys, mesh=mesh, chunk_size=chunk_size, replicated_args=args)
+    return map_batch(
+        block, (keys, condition), mesh=mesh, chunk_size=chunk_size, replicated_args=args
+    )
 
 
 @overload
@@ -89,6 +96,7 @@ def sample(
     return_info: Literal[False] = False,
     devices: Devices = None,
     chunk_size: int | None = None,
+    condition: Any = None,
 ) -> Batch: ...
 
 
@@ -104,6 +112,7 @@ def sample(
     return_info: Literal[True],
     devices: Devices = None,
     chunk_size: int | None = None,
+    condition: Any = None,
 ) -> SampleResult: ...
 
 
@@ -119,6 +128,7 @@ def sample(
     return_info: bool = False,
     devices: Devices = None,
     chunk_size: int | None = None,
+    condition: Any = None,
 ) -> Batch | SampleResult:
     r"""Draws samples by running `sampler` with `score` for the forward SDE `sde`.
 
@@ -134,16 +144,20 @@ def sample(
     - `sde`: the forward SDE ([`VPSDE`][scoresde.VPSDE], [`SubVPSDE`][scoresde.SubVPSDE],
       [`VESDE`][scoresde.VESDE], ...).
     - `score`: a callable `score(t, x)` on ONE sample `x` (no batch axis) returning an
-      array shaped like `x`: an exact score, a trained network, a lambda.
+      array shaped like `x`: an exact score, a trained network, a lambda. With
+      `condition=`, a conditional score `score(t, x, c)` of one sample and ITS condition.
     - `sampler`: [`ReverseSDE`][scoresde.ReverseSDE],
       [`ProbabilityFlowODE`][scoresde.ProbabilityFlowODE], [`Langevin`][scoresde.Langevin],
       [`AnnealedLangevin`][scoresde.AnnealedLangevin],
       [`PredictorCorrector`][scoresde.PredictorCorrector].
     - `shape`: `(num_samples, *data_shape)`.
     - `key`: a JAX PRNG key.
-    - `saveat`: trajectory snapshots: an int `k` for `k` snapshots spread evenly from the
-      start to the end of the run, or (SDE/ODE samplers) an array of times in
-      $[\epsilon, T]$, decreasing.
+    - `saveat`: trajectory snapshots on the sampler's clock (diffusion time for the
+      SDE, ODE and predictor–corrector samplers; step count for the Langevin samplers): an
+      int `k` for `k` snapshots at evenly spaced step counts from the initial state to the
+      end of the run, or an array of clock values inside the run. Fixed-step samplers snap
+      each asked time to the nearest step, and `SampleResult.ts` reports the snapped times;
+      times outside the run raise.
     - `return_info`: return a [`SampleResult`][scoresde.SampleResult] with the snapshots
       and statistics instead of the bare array.
     - `devices`: where to run, data-parallel over the sample axis: `None` (default) for
@@ -154,6 +168,12 @@ def sample(
       another. With a fixed `chunk_size` every device runs the same compiled block, so
       sample $i$ is bitwise the same on 1, 2 or 4 devices (and for any batch that is a
       multiple of it); it also bounds memory. Default: one block per device (fastest).
+    - `condition`: for a conditional score, one condition per sample: any pytree whose
+      leaves have a leading axis of `num_samples` (class labels `(n,)`, feature vectors
+      `(n, m)`, observations). Sample $i$ uses `score(t, x, condition[i])` and depends only
+      on the key, $i$ and its own condition; new condition values do not recompile. To
+      share one condition, broadcast it. Class labels are checked against the score's
+      classes (the null label included) before any work.
 
     **Returns:**
 
@@ -164,12 +184,13 @@ def sample(
         raise TypeError(f"`sampler` must be an AbstractSampler, got {type(sampler).__name__}.")
     sampler.check(sde)
     check_callable(score)
+    condition = prepare_condition(score, condition, shape[0], "`num_samples`")
     save_ts = _resolve_saveat(sampler, sde, saveat)
     if chunk_size is not None:
         check_num("chunk_size", chunk_size)
     mesh = resolve_mesh(devices, shape[0], "The number of samples")
     x, traj, stats = _sample_jit(
-        sde, score, sampler, shape[1:], key, shape[0], save_ts, mesh, chunk_size
+        sde, score, sampler, shape[1:], key, shape[0], save_ts, mesh, chunk_size, condition
     )
     if not return_info:
         return x

@@ -1,4 +1,5 @@
 from ._base import AbstractExactScore as AbstractExactScore
+from ._class_conditional import ClassConditionalMixture as ClassConditionalMixture
 from ._empirical import EmpiricalScore as EmpiricalScore
 from ._gaussian_mixture import GaussianMixtureScore as GaussianMixtureScore
 from ._parameterisation import (

@@ -6,7 +6,16 @@ import numpy as np
 from beartype import beartype
 from jaxtyping import jaxtyped
 
-from .._custom_types import Array, Batch, Float, FloatArrayLike, PRNGKeyArray, Scalar, ScalarLike
+from .._custom_types import (
+    Array,
+    Batch,
+    Float,
+    FloatArrayLike,
+    Int,
+    PRNGKeyArray,
+    Scalar,
+    ScalarLike,
+)
 from .._sde import AbstractLinearSDE
 from ._base import AbstractExactScore
 
@@ -93,21 +102,37 @@ class GaussianMixtureScore(AbstractExactScore):
         cov = m**2 * self.covariances + s**2 * jnp.eye(d)
         return m * self.means, jnp.linalg.cholesky(cov)
 
-    def _log_joint_and_whitened(self, t: ScalarLike, x: Float[Array, " d"]):
+    def _log_joint_and_whitened(
+        self, t: ScalarLike, x: Float[Array, " d"], log_weights: Float[Array, " k"] | None = None
+    ):
         centres, chol = self._components(t)
         diff = x - centres
         white = jax.vmap(lambda c, r: jsp.linalg.solve_triangular(c, r, lower=True))(chol, diff)
         logdet = 2 * jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
         d = x.shape[0]
         log_normal = -0.5 * (jnp.sum(white**2, axis=-1) + logdet + d * jnp.log(2 * jnp.pi))
-        return jnp.log(self.weights) + log_normal, white, chol
+        log_weights = jnp.log(self.weights) if log_weights is None else log_weights
+        return log_weights + log_normal, white, chol
 
     def log_prob(self, t: ScalarLike, x: Float[Array, " d"]) -> Scalar:
-        log_joint, _, _ = self._log_joint_and_whitened(t, x)
-        return jax.nn.logsumexp(log_joint)
+        return self.log_prob_weighted(t, x, None)
 
     def __call__(self, t: ScalarLike, x: Float[Array, " d"]) -> Float[Array, " d"]:
-        log_joint, white, chol = self._log_joint_and_whitened(t, x)
+        return self.score_weighted(t, x, None)
+
+    def log_prob_weighted(
+        self, t: ScalarLike, x: Float[Array, " d"], log_weights: Float[Array, " k"] | None
+    ) -> Scalar:
+        r"""$\log p_t(x)$ of the mixture with its weights replaced by `exp(log_weights)`
+        (normalised; `-inf` drops a component), or its own weights for `None`."""
+        log_joint, _, _ = self._log_joint_and_whitened(t, x, log_weights)
+        return jax.nn.logsumexp(log_joint)
+
+    def score_weighted(
+        self, t: ScalarLike, x: Float[Array, " d"], log_weights: Float[Array, " k"] | None
+    ) -> Float[Array, " d"]:
+        """The score of the mixture with weights `exp(log_weights)`, as `log_prob_weighted`."""
+        log_joint, white, chol = self._log_joint_and_whitened(t, x, log_weights)
         resp = jax.nn.softmax(log_joint)
         # C^{-1}(x - c) = L^{-T} L^{-1}(x - c)
         precision_diff = jax.vmap(
@@ -123,6 +148,20 @@ class GaussianMixtureScore(AbstractExactScore):
     def sample(self, key: PRNGKeyArray, num: int, t: ScalarLike = 0.0) -> Batch:
         key_c, key_z = jr.split(key)
         component = jr.choice(key_c, self.weights.shape[0], (num,), p=self.weights)
+        return self.sample_components(key_z, component, t)
+
+    def sample_components(
+        self, key: PRNGKeyArray, components: Int[Array, " n"], t: ScalarLike = 0.0
+    ) -> Batch:
+        """One exact draw of $p_t$ restricted to component `components[i]` per row."""
         centres, chol = self._components(t)
-        z = jr.normal(key_z, (num, self.means.shape[1]))
-        return centres[component] + jnp.einsum("nij,nj->ni", chol[component], z)
+        z = jr.normal(key, (components.shape[0], self.means.shape[1]))
+        return centres[components] + jnp.einsum("nij,nj->ni", chol[components], z)
+
+    def class_conditional(self) -> "ClassConditionalMixture":
+        """The mixture's components as classes: a conditional score `cond(t, x, c)` whose
+        label `c` in `[0, k)` selects component `c` and whose null label `k` gives the
+        whole mixture. See [`ClassConditionalMixture`][scoresde.ClassConditionalMixture]."""
+        from ._class_conditional import ClassConditionalMixture
+
+        return ClassConditionalMixture(self)

@@ -2,12 +2,14 @@
 
 A network can be trained to output the score itself, the noise that was added, or a
 preconditioned denoiser. Each wrapper here maps its network's output to the score, so every
-sampler takes a trained model unchanged.
+sampler takes a trained model unchanged. A conditional network `net(t, x, c)` gives a
+conditional score `score(t, x, c)`: the wrapper passes the condition through.
 """
 
 import abc
 import math
 from collections.abc import Callable
+from typing import Any
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -49,8 +51,13 @@ class AbstractParameterisation(eqx.Module):
     net: eqx.AbstractVar[Callable]
 
     @abc.abstractmethod
-    def __call__(self, t: ScalarLike, x: Data) -> Data:
-        r"""The score $\nabla_x \log p_t(x)$ at one sample `x`."""
+    def __call__(self, t: ScalarLike, x: Data, condition: Any = None) -> Data:
+        r"""The score $\nabla_x \log p_t(x)$ at one sample `x` (of $p_t(x \mid c)$ for a
+        conditional network, called with its condition `c`)."""
+
+    def _net(self, t, x: Data, condition: Any) -> Data:
+        """The network's output; the condition is passed on only when there is one."""
+        return self.net(t, x) if condition is None else self.net(t, x, condition)
 
 
 class DirectScore(AbstractParameterisation):
@@ -70,8 +77,8 @@ class DirectScore(AbstractParameterisation):
     def __init__(self, net: Callable):
         self.net = _check_net(net)
 
-    def __call__(self, t: ScalarLike, x: Data) -> Data:
-        return self.net(t, x)
+    def __call__(self, t: ScalarLike, x: Data, condition: Any = None) -> Data:
+        return self._net(t, x, condition)
 
 
 class NoisePrediction(AbstractParameterisation):
@@ -113,8 +120,8 @@ class NoisePrediction(AbstractParameterisation):
         self.net = _check_net(net)
         self.sde = _check_linear_sde("NoisePrediction", sde)
 
-    def __call__(self, t: ScalarLike, x: Data) -> Data:
-        eps = self.net(t, x)
+    def __call__(self, t: ScalarLike, x: Data, condition: Any = None) -> Data:
+        eps = self._net(t, x, condition)
         return (-eps / self.sde.std(t)).astype(x.dtype)
 
 
@@ -208,14 +215,14 @@ class EDMDenoiser(AbstractParameterisation):
         c_noise = 0.25 * jnp.log(sigma)
         return c_skip, c_out, c_in, c_noise
 
-    def denoise(self, t: ScalarLike, x: Data) -> Data:
+    def denoise(self, t: ScalarLike, x: Data, condition: Any = None) -> Data:
         r"""$D(x/m(t);\,\sigma(t))$: the network's estimate of $x_0$ given $x_t = x$."""
         m = self.sde.mean_coeff(t)
         x_hat = x / m
         c_skip, c_out, c_in, c_noise = self.preconditioning(self.sde.sigma(t))
-        f = self.net(c_noise, (c_in * x_hat).astype(x.dtype))
+        f = self._net(c_noise, (c_in * x_hat).astype(x.dtype), condition)
         return (c_skip * x_hat + c_out * f).astype(x.dtype)
 
-    def __call__(self, t: ScalarLike, x: Data) -> Data:
+    def __call__(self, t: ScalarLike, x: Data, condition: Any = None) -> Data:
         m, s = self.sde.mean_coeff(t), self.sde.std(t)
-        return ((m * self.denoise(t, x) - x) / s**2).astype(x.dtype)
+        return ((m * self.denoise(t, x, condition) - x) / s**2).astype(x.dtype)

@@ -6,6 +6,7 @@ from collections.abc import Callable
 import diffrax as dfx
 import equinox as eqx
 import jax
+import jax.lax as lax
 import jax.numpy as jnp
 import jax.random as jr
 import lineax as lx
@@ -37,6 +38,12 @@ def _require(condition: bool, message: str) -> None:
         raise ValueError(message)
 
 
+def with_args(score: Callable, args) -> ScoreFn:
+    """The score a Diffrax term evaluates: `score(t, x)`, or `score(t, x, args)` when the
+    solve carries a condition in Diffrax's `args`."""
+    return score if args is None else (lambda t, x: score(t, x, args))
+
+
 class AbstractSDE(eqx.Module):
     r"""A forward SDE $\mathrm{d}x = f(t, x)\,\mathrm{d}t + g(t)\,\mathrm{d}w$ on $[0, T]$.
 
@@ -51,6 +58,14 @@ class AbstractSDE(eqx.Module):
       from $T$ down to `eps` with a negative step;
     - probability flow: `ODETerm(f - ½ g² s)`.
 
+    The schedule constants (`T`, `beta_min`, `beta_max`, `sigma_min`, `sigma_max`) are array
+    leaves, so changing one does not recompile, but they define the problem rather than
+    parameterise a model: every method reads them through `jax.lax.stop_gradient`, so
+    gradients through them are zero and `eqx.filter_grad` of a model holding an SDE returns
+    zeros for them. (An optimiser with decoupled weight decay would still move them; filter
+    SDEs out of the parameters, as `fit` does.) Subclasses read their array fields through
+    `self._const(name)`.
+
     ??? cite "Reference"
 
         ```bibtex
@@ -64,6 +79,11 @@ class AbstractSDE(eqx.Module):
     """
 
     T: eqx.AbstractVar[Array]
+
+    def _const(self, name: str) -> Array:
+        """The array field `name` with its gradient stopped: the one place the SDE's
+        methods read a schedule constant, so none of them is ever trained by accident."""
+        return lax.stop_gradient(getattr(self, name))
 
     @abc.abstractmethod
     def drift(self, t: ScalarLike, x: Data) -> Data:
@@ -119,15 +139,18 @@ class AbstractSDE(eqx.Module):
         $\mathrm{d}x = [f(t, x) - g(t)^2 \nabla_x \log p_t(x)]\,\mathrm{d}t +
         g(t)\,\mathrm{d}\bar w$, solved from $t_0 = T$ to $t_1 = \epsilon < T$. Diffrax
         integrates backwards in time when $t_1 < t_0$; the Brownian path lives on
-        $[\epsilon, T]$.
+        $[\epsilon, T]$. A conditional score `score(t, x, c)` takes its condition from
+        `diffeqsolve(..., args=c)`; with `args=None` the score is called as `score(t, x)`.
         """
-        drift = dfx.ODETerm(lambda t, y, args: self.reverse_drift(score, t, y))
+        drift = dfx.ODETerm(lambda t, y, args: self.reverse_drift(with_args(score, args), t, y))
         return dfx.MultiTerm(drift, self._noise_term(brownian))
 
     def probability_flow_term(self, score: ScoreFn) -> dfx.ODETerm:
         r"""The probability-flow ODE $\dot x = f(t, x) - \tfrac12 g(t)^2 \nabla_x \log p_t(x)$,
         whose marginals equal the SDE's."""
-        return dfx.ODETerm(lambda t, y, args: self.probability_flow_drift(score, t, y))
+        return dfx.ODETerm(
+            lambda t, y, args: self.probability_flow_drift(with_args(score, args), t, y)
+        )
 
     def discretize(self, t: ScalarLike, dt: ScalarLike, x: Data) -> tuple[Data, Scalar]:
         r"""One forward step $x_{t} \approx x_{t - \Delta t} + F + G z$ ending at `t`.

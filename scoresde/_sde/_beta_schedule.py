@@ -47,18 +47,20 @@ class AbstractBetaScheduleSDE(AbstractLinearSDE):
 
     @property
     def prior_std(self) -> Scalar:
-        return jnp.ones_like(self.T)
+        return jnp.ones_like(self._const("T"))
 
     def beta(self, t: ScalarLike) -> Scalar:
         r"""$\beta(t)$."""
-        return self.beta_min + t * (self.beta_max - self.beta_min)
+        lo, hi = self._const("beta_min"), self._const("beta_max")
+        return lo + t * (hi - lo)
 
     def integrated_beta(self, t: ScalarLike) -> Scalar:
         r"""$\alpha(t) = \int_0^t \beta(s)\,\mathrm{d}s$."""
-        return t * self.beta_min + 0.5 * t**2 * (self.beta_max - self.beta_min)
+        lo, hi = self._const("beta_min"), self._const("beta_max")
+        return t * lo + 0.5 * t**2 * (hi - lo)
 
     def t_from_integrated_beta(self, alpha: ScalarLike) -> Scalar:
-        return t_from_integrated_beta(self.beta_min, self.beta_max, alpha)
+        return t_from_integrated_beta(self._const("beta_min"), self._const("beta_max"), alpha)
 
     def drift(self, t: ScalarLike, x: Data) -> Data:
         return (-0.5 * self.beta(t)).astype(x.dtype) * x

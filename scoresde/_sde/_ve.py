@@ -44,31 +44,32 @@ class VESDE(AbstractLinearSDE):
 
     @property
     def prior_std(self) -> Scalar:
-        return self.sigma_max
+        return self._const("sigma_max")
 
     @property
     def _log_ratio(self) -> Scalar:
-        return jnp.log(self.sigma_max / self.sigma_min)
+        return jnp.log(self._const("sigma_max") / self._const("sigma_min"))
 
     def noise_level(self, t: ScalarLike) -> Scalar:
         r"""$\sigma(t) = \sigma_{\min}(\sigma_{\max}/\sigma_{\min})^{t/T}$."""
-        return self.sigma_min * jnp.exp(self._log_ratio * t / self.T)
+        return self._const("sigma_min") * jnp.exp(self._log_ratio * t / self._const("T"))
 
     def drift(self, t: ScalarLike, x: Data) -> Data:
         return jnp.zeros_like(x)
 
     def diffusion(self, t: ScalarLike) -> Scalar:
-        return self.noise_level(t) * jnp.sqrt(2 * self._log_ratio / self.T)
+        return self.noise_level(t) * jnp.sqrt(2 * self._log_ratio / self._const("T"))
 
     def mean_coeff(self, t: ScalarLike) -> Scalar:
-        return jnp.ones_like(jnp.asarray(t, dtype=self.T.dtype))
+        return jnp.ones_like(jnp.asarray(t, dtype=self._const("T").dtype))
 
     def std(self, t: ScalarLike) -> Scalar:
-        return self.sigma_min * jnp.sqrt(jnp.expm1(2 * self._log_ratio * t / self.T))
+        lo, T = self._const("sigma_min"), self._const("T")
+        return lo * jnp.sqrt(jnp.expm1(2 * self._log_ratio * t / T))
 
     def sigma(self, t: ScalarLike) -> Scalar:
         return self.std(t)
 
     def t_from_sigma(self, sigma: ScalarLike) -> Scalar:
-        ratio = jnp.square(sigma) / self.sigma_min**2
-        return self.T * jnp.log1p(ratio) / (2 * self._log_ratio)
+        lo, T = self._const("sigma_min"), self._const("T")
+        return T * jnp.log1p(jnp.square(sigma) / lo**2) / (2 * self._log_ratio)

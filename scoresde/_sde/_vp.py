@@ -10,8 +10,9 @@ class VPSDE(AbstractBetaScheduleSDE):
     \beta_{\min})$: an Ornstein–Uhlenbeck process with a time change.
 
     With $\alpha(t) = \int_0^t \beta$, the kernel is $m(t) = e^{-\alpha(t)/2}$,
-    $s(t)^2 = 1 - e^{-\alpha(t)}$; the prior is $\mathcal N(0, I)$. Seed 000's OU process
-    is `VPSDE(beta_min=0.001, beta_max=3)`; Song et al. use `(0.1, 20)`.
+    $s(t)^2 = 1 - e^{-\alpha(t)}$; the prior is $\mathcal N(0, I)$. The Ornstein–Uhlenbeck
+    process of the tutorial "Score-based generative models from scratch in JAX" is
+    `VPSDE(beta_min=0.001, beta_max=3)`; Song et al. (2021) use `(0.1, 20)`.
 
     **Arguments:**
 

@@ -3,6 +3,7 @@
 import dataclasses
 import os
 import pathlib
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -12,7 +13,8 @@ import jax.random as jr
 import numpy as np
 import optax
 
-from .._checks import check_finite_rows, check_num
+from .._checks import check_finite_rows, check_num, check_score
+from .._condition import check_labels, one_condition, prepare_condition
 from .._custom_types import Array, Float, FloatArrayLike, Int, PRNGKeyArray
 from .._objective import AbstractObjective
 from .._sde import AbstractSDE
@@ -89,25 +91,64 @@ def _check_data(data: FloatArrayLike, batch_size: int) -> Float[Array, "n *data"
     return jnp.asarray(array, dtype=float)
 
 
-def _check_model(model, data: Array) -> None:
-    x = data[0]
-    try:
-        out = eqx.filter_eval_shape(model, jnp.zeros((), x.dtype), x)
-    except Exception as e:
+def _check_conditioning(model, condition, dropout: float, null_condition, num: int):
+    """The condition (leading axis `num`) and the null condition (one row's structure), as
+    JAX arrays, checked at the call."""
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        raise ValueError(f"`condition_dropout` must lie in [0, 1), got {dropout!r}.")
+    if condition is None:
+        if dropout > 0 or null_condition is not None:
+            raise ValueError(
+                "`condition_dropout` and `null_condition` need `condition=` (the training "
+                "data's conditions, one per data point)."
+            )
+        return None, None
+    condition = prepare_condition(model, condition, num, "the number of data points")
+    if dropout > 0 and null_condition is None:
         raise ValueError(
-            f"The model cannot be called as model(t, x) on one data point of shape {x.shape}: {e}"
-        ) from e
-    if getattr(out, "shape", None) != x.shape:
-        raise ValueError(
-            f"model(t, x) must return an array shaped like x, {x.shape}; got "
-            f"{getattr(out, 'shape', type(out).__name__)}. The model is called on ONE data "
-            "point without a batch axis."
+            "`condition_dropout` needs `null_condition`: the condition that stands for 'no "
+            "condition' (for a model with num_classes=k, the null label k)."
         )
+    if null_condition is None:
+        return condition, None
+    null = jax.tree.map(jnp.asarray, null_condition)
+    row = one_condition(condition)
+    same = jax.tree.structure(null) == jax.tree.structure(row) and all(
+        n.shape == r.shape for n, r in zip(jax.tree.leaves(null), jax.tree.leaves(row), strict=True)
+    )
+    if not same:
+        raise ValueError(
+            "`null_condition` must look like ONE row of `condition` (shapes "
+            f"{jax.tree.map(lambda r: r.shape, row)}), got "
+            f"{jax.tree.map(lambda n: n.shape, null)}."
+        )
+    check_labels(model, jax.tree.map(lambda n: n[None], null))
+    null = jax.tree.map(lambda n, r: n.astype(r.dtype), null, row)
+    return condition, null
+
+
+def _drop_conditions(condition, null, rate: float, key: PRNGKeyArray):
+    """Each row's condition replaced by `null` with probability `rate`."""
+    n = jax.tree.leaves(condition)[0].shape[0]
+    drop = jr.bernoulli(key, rate, (n,))
+    return jax.tree.map(
+        lambda c, z: jnp.where(drop.reshape((n,) + (1,) * (c.ndim - 1)), z, c), condition, null
+    )
 
 
 @eqx.filter_jit
 def _train_chunk(
-    state: TrainState, objective, optimizer, data, num: int, batch_size: int, rate, mesh
+    state: TrainState,
+    objective,
+    optimizer,
+    data,
+    condition,
+    null,
+    dropout: float,
+    num: int,
+    batch_size: int,
+    rate,
+    mesh,
 ):
     spec = trainable(state.model)
     params, static = eqx.partition(state.model, spec)
@@ -115,19 +156,25 @@ def _train_chunk(
     n = data.shape[0]
     batches_per_epoch = n // batch_size
     key_perm, key_loss = jr.fold_in(state.key, 0), jr.fold_in(state.key, 1)
+    key_drop = jr.fold_in(state.key, 2)
     permutation = lambda step: jr.permutation(jr.fold_in(key_perm, step // batches_per_epoch), n)
 
-    def loss_fn(p, batch, key):
-        return objective(eqx.combine(p, static), batch, key)
+    def loss_fn(p, batch, key, cond):
+        return objective(eqx.combine(p, static), batch, key, cond)
 
     def one_step(carry, _):
         params, ema, opt_state, step, perm = carry
         position = step % batches_per_epoch
         perm = lax.cond(position == 0, lambda: permutation(step), lambda: perm)
-        batch = data[lax.dynamic_slice_in_dim(perm, position * batch_size, batch_size)]
+        rows = lax.dynamic_slice_in_dim(perm, position * batch_size, batch_size)
+        batch, cond = data[rows], jax.tree.map(lambda c: c[rows], condition)
+        if dropout > 0:
+            cond = _drop_conditions(cond, null, dropout, jr.fold_in(key_drop, step))
         if mesh is not None:  # split the batch over devices; XLA all-reduces the gradients
-            batch = lax.with_sharding_constraint(batch, batch_sharding(mesh))
-        loss, grads = eqx.filter_value_and_grad(loss_fn)(params, batch, jr.fold_in(key_loss, step))
+            batch, cond = lax.with_sharding_constraint((batch, cond), batch_sharding(mesh))
+        loss, grads = eqx.filter_value_and_grad(loss_fn)(
+            params, batch, jr.fold_in(key_loss, step), cond
+        )
         updates, opt_state = optimizer.update(grads, opt_state, params)
         params = eqx.apply_updates(params, updates)
         ema = params if rate is None else ema_update(ema, params, rate, step)
@@ -171,6 +218,9 @@ def fit(
     resume: bool = False,
     progress: bool = True,
     devices: Devices = None,
+    condition: Any = None,
+    condition_dropout: float = 0.0,
+    null_condition: Any = None,
 ) -> FitResult:
     r"""Trains `model` (a score `model(t, x)` of one sample) by minimising `objective` on
     minibatches of `data`.
@@ -213,6 +263,17 @@ def fit(
       optimiser state are replicated, and XLA reduces the gradients. With several
       processes (`jax.distributed.initialize()`), each process passes its own shard of the
       data; the shards together form the data set.
+    - `condition`: for a conditional model `model(t, x, c)`, the condition of each data
+      point: a pytree whose leaves have a leading axis of `len(data)` (class labels `(n,)`,
+      feature vectors `(n, m)`), shuffled together with the data. With several processes,
+      each passes the conditions of its own shard.
+    - `condition_dropout`: probability $p \in [0, 1)$ that a training pair's condition is
+      replaced by `null_condition` (Ho & Salimans' label dropout), so one network learns
+      both $p(x \mid c)$ and $p(x)$ for
+      [`ClassifierFreeGuidance`][scoresde.ClassifierFreeGuidance]. Drawn from the run's
+      key and the step, so it is reproducible and resumes exactly.
+    - `null_condition`: the condition meaning "none", shaped like one row of `condition`
+      (for a network with `num_classes=k`, the null label `k`).
 
     **Returns:** a [`FitResult`][scoresde.FitResult].
     """
@@ -238,11 +299,22 @@ def fit(
         raise ValueError("`resume=True` needs the `checkpoint` file to resume from.")
     data = _check_data(data, batch_size)
     objective.check(data.shape[1:])
-    _check_model(model, data)
+    condition, null = _check_conditioning(
+        model, condition, condition_dropout, null_condition, data.shape[0]
+    )
+    check_score(
+        model,
+        data.shape[1:],
+        "one data point",
+        t=0.0,
+        condition=one_condition(condition),
+        name="model",
+    )
     mesh = resolve_mesh(devices, batch_size, "`batch_size`")
     if steps_per_dispatch is None:
         steps_per_dispatch = _default_steps_per_dispatch(model, mesh)
     data = global_data(mesh, data)
+    condition = jax.tree.map(lambda c: global_data(mesh, c), condition)
 
     state = init_state(model, optimizer, key)
     losses = np.zeros((0,), np.float32)
@@ -264,7 +336,17 @@ def fit(
             if checkpoint_every is not None:
                 chunk = min(chunk, checkpoint_every - done % checkpoint_every)
             state, chunk_losses = _train_chunk(
-                state, objective, optimizer, data, chunk, batch_size, ema_rate, mesh
+                state,
+                objective,
+                optimizer,
+                data,
+                condition,
+                null,
+                float(condition_dropout),
+                chunk,
+                batch_size,
+                ema_rate,
+                mesh,
             )
             chunk_losses = np.asarray(chunk_losses)
             if not np.all(np.isfinite(chunk_losses)):

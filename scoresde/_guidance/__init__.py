@@ -1,0 +1,1 @@
+from ._classifier_free import ClassifierFreeGuidance as ClassifierFreeGuidance
