@@ -157,7 +157,7 @@ def test_sample_i_depends_only_on_key_i_and_its_own_condition():
     few = sd.sample(VP, cond, sampler, (10, 2), key=jr.key(3), condition=labels[:10])
     np.testing.assert_allclose(many[:10], few, rtol=1e-6, atol=1e-6)
     changed = sd.sample(
-        VP, cond, sampler, (10, 2), key=jr.key(3), condition=labels[:10].at[4].set(0)
+        VP, cond, sampler, (10, 2), key=jr.key(3), condition=labels[:10].at[4].set(2)
     )
     np.testing.assert_array_equal(np.delete(changed, 4, 0), np.delete(few, 4, 0))
     assert not np.allclose(changed[4], few[4])

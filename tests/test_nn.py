@@ -12,12 +12,14 @@ import pytest
 
 import scoresde as sd
 import scoresde.nn as nn
+from scoresde._condition import AbstractClassConditional, check_labels, class_conditional_parts
 from scoresde._score import (
     AbstractParameterisation,
     DirectScore,
     EDMDenoiser,
     NoisePrediction,
 )
+from scoresde.nn._condition import condition_key, LabelEmbedding
 
 
 def _randomise_output(net, key):
@@ -36,8 +38,13 @@ _NETS = {
     "UNet-1x8x8": (lambda k: nn.UNet((1, 8, 8), key=k), (1, 8, 8)),
     "UNet-1x28x28": (lambda k: nn.UNet((1, 28, 28), key=k), (1, 28, 28)),
     "UNet-3x8x8": (lambda k: nn.UNet((3, 8, 8), key=k), (3, 8, 8)),
-    # Odd sizes: 7x5 -> 4x3 -> 2x2 and back to the skips' exact shapes.
-    "UNet-odd-7x5": (lambda k: nn.UNet((3, 7, 5), num_res_blocks=2, key=k), (3, 7, 5)),
+    # Odd sizes: 7x5 -> 4x3 -> 2x2 and back to the skips' exact shapes. Few channels: every
+    # weight shape of a U-Net costs an initialisation kernel to compile when it is built
+    # (~0.2 s each on CPU), and these are shared with the conditional U-Nets below.
+    "UNet-odd-7x5": (
+        lambda k: nn.UNet((3, 7, 5), base_channels=8, num_res_blocks=2, key=k),
+        (3, 7, 5),
+    ),
 }
 
 
@@ -67,6 +74,13 @@ def _abstract(name):
 def _num_params(name):
     params, _, _ = _abstract(name)
     return sum(math.prod(a.shape) for a in jax.tree.leaves(params))
+
+
+def _count(make):
+    """The parameter count of `make(key)`, built abstractly (nothing is computed)."""
+    abstract = eqx.filter_eval_shape(make, jr.key(0))
+    leaves = jax.tree.leaves(abstract)
+    return sum(math.prod(a.shape) for a in leaves if isinstance(a, jax.ShapeDtypeStruct))
 
 
 @pytest.mark.parametrize("name", list(_NETS))
@@ -209,7 +223,7 @@ def test_unet_channel_last_computation_equals_equinox_channel_first_layers():
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
-def test_time_mlp_uses_seed_000_features():
+def test_time_mlp_uses_the_sgm_from_scratch_tutorial_features():
     net = nn.TimeMLP(2, key=jr.key(0))
     x = jnp.array([0.3, -1.2])
     for t in (0.0, 0.25, 0.7, 1.0):
@@ -236,30 +250,31 @@ def test_time_mlp_fourier_features():
 
 def test_time_free_mlp_ignores_time():
     net, _ = _build("TimeFreeMLP")
-    seed = nn.TimeFreeMLP(2, activation=jax.nn.log_sigmoid, key=jr.key(0))
+    kasim = nn.TimeFreeMLP(2, activation=jax.nn.log_sigmoid, key=jr.key(0))
     xs = jr.normal(jr.key(1), (5, 2))
 
     @eqx.filter_jit
-    def run(net, seed, xs):
+    def run(net, kasim, xs):
         at = lambda t: jax.vmap(net, in_axes=(None, 0))(t, xs)
         # Smooth activation: the Jacobian trace (implicit score matching) has a non-zero
         # derivative in x, unlike with ReLU.
         trace = lambda x: jnp.trace(jax.jacfwd(lambda y: net(0.0, y))(x))
-        seed_out = jax.vmap(seed, in_axes=(None, 0))(0.0, xs)
+        kasim_out = jax.vmap(kasim, in_axes=(None, 0))(0.0, xs)
         return (
             at(0.0),
             [at(0.3), at(1.0), at(7.0)],
             jax.vmap(net.mlp)(xs),
-            seed_out,
+            kasim_out,
             jax.grad(trace)(xs[0]),
         )
 
-    out0, outs, mlp_out, seed_out, grad_trace = run(net, seed, xs)
+    out0, outs, mlp_out, kasim_out, grad_trace = run(net, kasim, xs)
     for out in outs:
         np.testing.assert_array_equal(out, out0)
     np.testing.assert_array_equal(out0, mlp_out)
-    # Seed 001's LogSigmoid network is one argument away, and it is a different function.
-    assert not np.allclose(seed_out, out0)
+    # Kasim's tutorial's LogSigmoid network is one argument away, and it is a different
+    # function.
+    assert not np.allclose(kasim_out, out0)
     assert np.linalg.norm(grad_trace) > 0
 
 
@@ -281,6 +296,254 @@ def test_parameter_counts_documented():
     assert _num_params("TimeMLP") == 133_378
     assert _num_params("NoiseConditionalMLP") == 2_994
     assert _num_params("TimeFreeMLP") == 8_642
+
+
+# -- conditional networks ----------------------------------------------------------------
+
+_COND_NETS = {
+    "TimeMLP": (lambda k: nn.TimeMLP(2, num_classes=4, key=k), (2,)),
+    "NoiseConditionalMLP": (lambda k: nn.NoiseConditionalMLP(2, num_classes=4, key=k), (2,)),
+    "UNet": (lambda k: nn.UNet((1, 8, 8), base_channels=8, num_classes=4, key=k), (1, 8, 8)),
+    "TimeMLP-vector": (lambda k: nn.TimeMLP(2, condition_size=3, width=32, key=k), (2,)),
+    "UNet-vector": (
+        lambda k: nn.UNet((1, 8, 8), base_channels=8, condition_size=3, key=k),
+        (1, 8, 8),
+    ),
+}
+
+
+@functools.cache
+def _build_cond_raw(name):
+    make, shape = _COND_NETS[name]
+    return make(jr.key(0)), shape
+
+
+@functools.cache
+def _build_cond(name):
+    """The network, its sample shape, and five conditions: every label 0..4 (4 is the null
+    label) or five random condition vectors."""
+    net, shape = _build_cond_raw(name)
+    if isinstance(net, nn.UNet):
+        net = _randomise_output(net, jr.key(1))
+    if isinstance(net.condition_embed, LabelEmbedding):
+        conditions = jnp.arange(net.condition_embed.num_classes + 1)
+    else:
+        conditions = jr.normal(jr.key(3), (5, net.condition_embed.condition_size))
+    return net, shape, conditions
+
+
+def _absorb(net, c0):
+    """`net` with its condition embedding zeroed and the embedding of `c0` moved into the
+    bias of the layer it feeds (the first layer of an MLP, whose last inputs it is; the
+    U-Net's time MLP output, to which it is added before the SiLU). If the condition enters
+    the network there and only there, the result is `net(t, x, c0)` for EVERY condition."""
+    e0 = net.condition_embed(c0)
+    zero = jax.tree.map(lambda a: jnp.zeros_like(a) if eqx.is_array(a) else a, net.condition_embed)
+    net = eqx.tree_at(lambda n: n.condition_embed, net, zero)
+    if isinstance(net, nn.UNet):
+        bias_of = lambda n: n.time_mlp.layers[-1].bias
+        shift = e0
+    else:
+        layer = lambda n: (n.mlp if isinstance(n, nn.TimeMLP) else n.backbone).layers[0]
+        bias_of = lambda n: layer(n).bias
+        shift = layer(net).weight[:, -e0.size :] @ e0
+    return eqx.tree_at(bias_of, net, bias_of(net) + shift)
+
+
+@pytest.mark.parametrize("name", list(_COND_NETS))
+def test_conditional_network(name):
+    net, shape, cs = _build_cond(name)
+    n = len(cs)
+    xs = jr.normal(jr.key(2), (n, *shape))
+
+    @eqx.filter_jit
+    def run(net, xs, cs):
+        by_condition = jax.vmap(lambda c: net(0.5, xs[0], c))(cs)  # one x, every condition
+        batched = jax.vmap(lambda x, c: net(0.5, x, c))(xs, cs)
+        singles = jax.lax.map(lambda a: net(0.5, *a), (xs, cs))  # one call per sample
+        return by_condition, batched, singles
+
+    by_condition, batched, singles = run(net, xs, cs)
+    assert by_condition.shape == batched.shape == (n, *shape)
+    assert np.all(np.isfinite(by_condition)) and np.all(np.isfinite(batched))
+    np.testing.assert_allclose(batched, singles, rtol=1e-4, atol=1e-5)
+    # Every condition gives its own output (for labels: every class and the null label).
+    for i in range(n):
+        for j in range(i):
+            assert not np.allclose(by_condition[i], by_condition[j], rtol=1e-3, atol=1e-5)
+    # The condition enters where the docs say, and only there: with its embedding moved into
+    # a bias the network ignores its condition, all outputs coincide (so the check above
+    # fails for a network that ignores the condition) and equal the output at cs[2].
+    absorbed, _, _ = run(_absorb(net, cs[2]), xs, cs)
+    want = jnp.broadcast_to(by_condition[2], absorbed.shape)
+    np.testing.assert_allclose(absorbed, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["TimeMLP", "NoiseConditionalMLP", "TimeMLP-vector"])
+def test_conditional_mlp_input_is_the_concatenation(name):
+    net, _, cs = _build_cond(name)
+    x, t = jnp.array([0.3, -1.2]), 0.3
+    size = net.condition_embed.size
+    assert size == 16  # condition_embed_size's default
+    for c in (cs[0], cs[-1]) if name.endswith("vector") else (0, 3, 4, np.int32(4)):
+        e = net.condition_embed(c)
+        if isinstance(net, nn.TimeMLP):
+            assert net.mlp.in_size == 2 + 2 + size
+            want = net.mlp(jnp.concatenate([x, net.time_features(t), e]))
+        else:
+            assert net.backbone.layers[0].in_features == 2 + 16 + size
+            want = net.backbone(jnp.concatenate([x, net.embedding(jnp.array([t])), e]))
+        np.testing.assert_allclose(net(t, x, c), want, rtol=1e-5, atol=1e-6)
+
+
+def test_label_embedding_is_class_conditional():
+    net, _, _ = _build_cond("UNet")
+    emb = net.condition_embed
+    assert isinstance(emb, AbstractClassConditional) and emb.num_classes == 4
+    assert emb.embedding.weight.shape == (5, 64)  # 4 classes + the null label, time_embed_size
+    # The entry functions find it inside the network and check labels against it.
+    assert class_conditional_parts(net) == [emb]
+    check_labels(net, jnp.array([0, 4]))
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 4\]"):
+        check_labels(net, jnp.array([0, 5]))
+    # A vector condition is not a class label.
+    vector, _, _ = _build_cond("UNet-vector")
+    assert class_conditional_parts(vector) == []
+    assert not isinstance(vector.condition_embed, AbstractClassConditional)
+
+
+_USAGE = r"was built with num_classes=4: call it as net\(t, x, c\) with an integer label c in "
+_USAGE += r"\[0, 4\] \(4 is the null label\)"
+
+
+@pytest.mark.parametrize("name", ["TimeMLP", "NoiseConditionalMLP", "UNet"])
+def test_conditional_call_errors(name):
+    # Every check is static: it raises at trace time, before any computation.
+    net, shape = _build_cond_raw(name)
+    x = jnp.zeros(shape)
+    with pytest.raises(ValueError, match=rf"^{name} {_USAGE}\.$"):
+        net(0.5, x)
+    with pytest.raises(TypeError, match=r"`condition` has dtype float32"):
+        net(0.5, x, jnp.asarray(1.0))
+    with pytest.raises(TypeError, match=r"`condition` has dtype float"):
+        net(0.5, x, 1.0)
+    with pytest.raises(TypeError, match=r"`condition` is a bool"):
+        net(0.5, x, True)
+    with pytest.raises(TypeError, match=r"`condition` of type str"):
+        net(0.5, x, "cat")
+    with pytest.raises(ValueError, match=rf"{_USAGE}; `condition` has shape \(3,\).*jax.vmap"):
+        net(0.5, x, jnp.arange(3))
+    with pytest.raises(ValueError, match=r"`condition` has shape \(3,\)"):  # traced, in jit
+        eqx.filter_jit(net)(0.5, x, jnp.arange(3))
+    for bad in (5, -1, np.int64(5), jnp.asarray(5)):
+        with pytest.raises(ValueError, match=rf"`condition` is {int(bad)}, outside \[0, 4\]"):
+            net(0.5, x, bad)
+    with pytest.raises(ValueError, match=r"outside \[0, 4\]"):  # a Python int stays concrete
+        eqx.filter_jit(net)(0.5, x, 5)
+    # An unconditional network given a condition.
+    plain, plain_shape = _build_raw({"UNet": "UNet-odd-7x5"}.get(name, name))
+    with pytest.raises(
+        ValueError,
+        match=rf"^{name} was built without num_classes or condition_size: it takes no "
+        r"condition; rebuild it with num_classes=\.\.\.",
+    ):
+        plain(0.5, jnp.zeros(plain_shape), 1)
+
+
+@pytest.mark.parametrize("name", ["TimeMLP-vector", "UNet-vector"])
+def test_vector_condition_call_errors(name):
+    net, shape = _build_cond_raw(name)
+    kind = name.split("-")[0]
+    x = jnp.zeros(shape)
+    usage = rf"^{kind} was built with condition_size=3: call it as net\(t, x, c\) with a float "
+    usage += r"vector c of shape \(3,\)"
+    with pytest.raises(ValueError, match=usage + r"\.$"):
+        net(0.5, x)
+    with pytest.raises(ValueError, match=usage + r"; `condition` has shape \(4,\)"):
+        net(0.5, x, jnp.zeros(4))
+    with pytest.raises(ValueError, match=r"`condition` has shape \(2, 3\).*jax.vmap"):
+        eqx.filter_jit(net)(0.5, x, jnp.zeros((2, 3)))
+    with pytest.raises(TypeError, match=usage + r"; `condition` has dtype int32"):
+        net(0.5, x, jnp.zeros(3, dtype=jnp.int32))
+    with pytest.raises(TypeError, match=r"`condition` of type object"):
+        net(0.5, x, object())
+
+
+_BAD_CONDITION_ARGUMENTS = [
+    (dict(num_classes=0), "num_classes"),
+    (dict(num_classes=2.5), "num_classes"),
+    (dict(num_classes=True), "num_classes"),
+    (dict(condition_size=0), "condition_size"),
+    (dict(condition_size=(3,)), "condition_size"),
+    (dict(num_classes=3, condition_size=2), "num_classes.*condition_size"),
+]
+
+
+@pytest.mark.parametrize(
+    "kind, kwargs, name",
+    [
+        (kind, *case)
+        for kind in ("TimeMLP", "NoiseConditionalMLP", "UNet")
+        for case in (
+            *_BAD_CONDITION_ARGUMENTS,
+            # (the U-Net's condition embedding has size time_embed_size)
+            *([] if kind == "UNet" else [(dict(condition_embed_size=0), "condition_embed_size")]),
+        )
+    ],
+)
+def test_bad_condition_arguments(kind, kwargs, name):
+    data = (1, 8, 8) if kind == "UNet" else 2
+    with pytest.raises(ValueError, match=f"`{name}`"):
+        getattr(nn, kind)(data, key=jr.key(0), **kwargs)
+
+
+def _arrays(tree):
+    return jax.tree.leaves(eqx.filter(tree, eqx.is_array))
+
+
+def _assert_same_arrays(a, b):
+    la, lb = _arrays(a), _arrays(b)
+    assert len(la) == len(lb)
+    for u, v in zip(la, lb, strict=True):
+        np.testing.assert_array_equal(u, v)
+
+
+def test_unconditional_networks_are_unchanged():
+    # The unconditional networks are what they were before conditioning: recomputed here
+    # from Equinox's layers and the same splits of the key.
+    key = jr.key(0)
+    mlp, _ = _build_raw("TimeMLP")
+    assert mlp.condition_embed is None
+    _assert_same_arrays(mlp.mlp, eqx.nn.MLP(4, 2, 256, 3, activation=jax.nn.relu, key=key))
+    ncmlp, _ = _build_raw("NoiseConditionalMLP")
+    assert ncmlp.condition_embed is None
+    k_embed, k_backbone = jr.split(key)
+    _assert_same_arrays(
+        (ncmlp.embedding, ncmlp.backbone),
+        (
+            eqx.nn.MLP(1, 16, 16, 1, activation=jax.nn.relu, key=k_embed),
+            eqx.nn.MLP(18, 2, 128, 1, activation=jax.nn.relu, key=k_backbone),
+        ),
+    )
+    # A conditional network takes its embedding's key apart: the layers that the embedding
+    # does not feed are those of the unconditional network of the same key.
+    cond_mlp, _ = _build_cond_raw("TimeMLP")
+    _assert_same_arrays(cond_mlp.mlp.layers[1:], mlp.mlp.layers[1:])
+    cond_unet, _ = _build_cond_raw("UNet")
+    plain_unet = nn.UNet((1, 8, 8), base_channels=8, key=key)
+    assert plain_unet.condition_embed is None
+    _assert_same_arrays(eqx.tree_at(lambda n: n.condition_embed, cond_unet, None), plain_unet)
+    # ... and the embedding's key is none of `jr.split(key, n)` (`jr.fold_in(key, i)` is
+    # `jr.split(key, n)[i]` for i < n with JAX's partitionable Threefry).
+    data = jr.key_data(condition_key(key))
+    assert not any(np.array_equal(data, jr.key_data(k)) for k in jr.split(key, 256))
+
+
+def test_conditional_parameter_counts_documented():
+    # The counts quoted in the docstrings for num_classes=10 (unconditional ones above).
+    assert _count(lambda k: nn.TimeMLP(2, num_classes=10, key=k)) == 137_650
+    assert _count(lambda k: nn.NoiseConditionalMLP(2, num_classes=10, key=k)) == 5_218
+    assert _count(lambda k: nn.UNet((1, 28, 28), num_classes=10, key=k)) == 455_777 + 704
 
 
 # -- parameterisations -------------------------------------------------------------------

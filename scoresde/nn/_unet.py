@@ -8,7 +8,13 @@ import jax.lax as lax
 import jax.numpy as jnp
 import jax.random as jr
 
-from .._custom_types import Array, Float, PRNGKeyArray, ScalarLike
+from .._custom_types import Array, ArrayLike, Float, PRNGKeyArray, ScalarLike
+from ._condition import (
+    AbstractConditionEmbedding,
+    condition_embedding,
+    condition_key,
+    embed_condition,
+)
 from ._embedding import SinusoidalEmbedding
 from ._misc import check_data, check_int, check_time
 
@@ -99,13 +105,18 @@ class _Upsample(eqx.Module):
 
 
 class UNet(eqx.Module):
-    r"""A small time-conditional U-Net for channel-first images `(C, H, W)`.
+    r"""A small time-conditional U-Net for channel-first images `(C, H, W)`, optionally
+    conditioned on a class label or a vector.
 
     The architecture (DDPM-style, Ho et al. 2020, scaled down):
 
     - $t \mapsto$ [`SinusoidalEmbedding`][scoresde.nn.SinusoidalEmbedding]`(time_embed_size)`
       $\to$ Linear–SiLU–Linear; the result, through SiLU and a per-block Linear, is added
       to every residual block's feature maps, one bias per channel.
+    - With `num_classes` or `condition_size`, a learned embedding $e(c)$ of the condition,
+      of size `time_embed_size`, is added to the time MLP's output before that SiLU, as in
+      Dhariwal & Nichol's ADM: the blocks see
+      $\operatorname{SiLU}(\operatorname{MLP}(\text{emb}(t)) + e(c))$.
     - A 3x3 input conv to `base_channels`.
     - Down path: for each entry $k$ of `channel_mults`, `num_res_blocks` residual blocks
       with `base_channels * k` channels (GroupNorm–SiLU–Conv3x3, time, GroupNorm–SiLU–Conv3x3,
@@ -127,7 +138,8 @@ class UNet(eqx.Module):
 
     With the defaults (`base_channels=32, channel_mults=(1, 2), num_res_blocks=1,
     time_embed_size=64`) it has 455,777 parameters for 1-channel images and 456,931 for
-    3 channels (the count does not depend on `H, W`). Jitted on 2 CPU cores, one 28x28 image
+    3 channels (the count does not depend on `H, W`); `num_classes=10` adds one 64-vector
+    per label and the null label, 704 parameters. Jitted on 2 CPU cores, one 28x28 image
     takes about 4 ms (a vmapped batch of 64 about 0.3 s), one 8x8 image under 1 ms.
 
     **Arguments:**
@@ -136,14 +148,37 @@ class UNet(eqx.Module):
     - `base_channels`: channels of the first level.
     - `channel_mults`: one multiplier of `base_channels` per resolution level.
     - `num_res_blocks`: residual blocks per level on each path.
-    - `time_embed_size`: size of the (even) sinusoidal time embedding and of its MLP.
-    - `key`: a `jax.random` key for the initialisation.
+    - `time_embed_size`: size of the (even) sinusoidal time embedding and of its MLP (and
+      of the condition's embedding).
+    - `num_classes`: `None` (the default) for no labels, or the number of classes $K$:
+      the network is then called as `net(t, x, c)` with ONE integer label `c` in
+      $[0, K]$, where $K$ is the null label (no class) of classifier-free guidance. Each
+      label has a learned embedding vector.
+    - `condition_size`: `None` (the default), or the length $m$ of a float condition
+      vector `c` of shape `(m,)`, embedded by a learned linear map. At most one of
+      `num_classes` and `condition_size`.
+    - `key`: a `jax.random` key for the initialisation (the condition embedding's key is
+      derived apart: the rest does not depend on the condition arguments).
 
-    Called as `net(t, x)` with a scalar `t` and ONE image `x` of shape `data_shape`.
+    Called as `net(t, x)` with a scalar `t` and ONE image `x` of shape `data_shape`, or
+    `net(t, x, c)` with ONE condition `c` when built with `num_classes` or
+    `condition_size`.
+
+    ??? cite "Reference"
+
+        ```bibtex
+        @inproceedings{dhariwal2021diffusion,
+            title={Diffusion Models Beat {GAN}s on Image Synthesis},
+            author={Prafulla Dhariwal and Alexander Nichol},
+            booktitle={Advances in Neural Information Processing Systems},
+            year={2021}
+        }
+        ```
     """
 
     time_embed: SinusoidalEmbedding
     time_mlp: eqx.nn.MLP
+    condition_embed: AbstractConditionEmbedding | None
     conv_in: eqx.nn.Conv2d
     down_blocks: list[list[_ResBlock]]
     downsamples: list[eqx.nn.Conv2d]
@@ -162,6 +197,8 @@ class UNet(eqx.Module):
         channel_mults: Sequence[int] = (1, 2),
         num_res_blocks: int = 1,
         time_embed_size: int = 64,
+        num_classes: int | None = None,
+        condition_size: int | None = None,
         key: PRNGKeyArray,
     ):
         shape = tuple(data_shape) if isinstance(data_shape, Sequence) else None
@@ -187,6 +224,9 @@ class UNet(eqx.Module):
         check_int("time_embed_size", time_embed_size, minimum=2)
         if time_embed_size % 2:
             raise ValueError(f"`time_embed_size` must be even, got {time_embed_size}.")
+        self.condition_embed = condition_embedding(
+            num_classes, condition_size, time_embed_size, key=condition_key(key)
+        )
         self.data_shape = shape
         in_channels = shape[0]
         channels = [base_channels * m for m in mults]
@@ -233,10 +273,16 @@ class UNet(eqx.Module):
             (jnp.zeros_like(conv_out.weight), jnp.zeros_like(conv_out.bias)),
         )
 
-    def __call__(self, t: ScalarLike, x: Float[Array, "C H W"]) -> Float[Array, "C H W"]:
+    def __call__(
+        self, t: ScalarLike, x: Float[Array, "C H W"], condition: ArrayLike | None = None
+    ) -> Float[Array, "C H W"]:
         check_data("UNet", self.data_shape, x)
         t = check_time("UNet", t)
-        emb = jax.nn.silu(self.time_mlp(self.time_embed(t).astype(x.dtype)))
+        cond = embed_condition("UNet", self.condition_embed, condition)
+        emb = self.time_mlp(self.time_embed(t).astype(x.dtype))
+        if cond is not None:
+            emb = emb + cond.astype(emb.dtype)
+        emb = jax.nn.silu(emb)
 
         h = _conv(self.conv_in, jnp.transpose(x, (1, 2, 0)))
         skips = []
