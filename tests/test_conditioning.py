@@ -213,7 +213,9 @@ def test_trained_conditional_mlp_samples_each_class_and_the_mixture():
     """A conditional TimeMLP trained with label dropout 0.1. Per-class means within 0.15
     of the truth: the components have std 0.5 and sit 3 apart, so 0.15 is 0.3 std, far
     above the Monte Carlo error (0.01) and far below what a model ignoring the label gives
-    (3). The null label's share of each mode within 0.05 of its weight."""
+    (3). The null label's share of each mode within 0.05 of its weight: the null model
+    sees a tenth of the batches, and over three seeds it came within 0.026 (Monte Carlo
+    error 0.006 at 6000 samples)."""
     exact, data, labels = _labelled_mixture(8000, jr.key(0))
     net = sd.nn.TimeMLP(2, width=128, num_fourier=4, num_classes=K, key=jr.key(1))
     result = sd.fit(
@@ -223,15 +225,15 @@ def test_trained_conditional_mlp_samples_each_class_and_the_mixture():
         condition=labels,
         condition_dropout=0.1,
         null_condition=K,
-        optimizer=optax.adam(2e-3),
+        optimizer=optax.adam(optax.cosine_decay_schedule(3e-3, 3000, alpha=0.05)),
         num_steps=3000,
         batch_size=256,
         key=jr.key(2),
         progress=False,
     )
-    want = jnp.concatenate([jnp.arange(3000) % K, jnp.full(3000, K)])
+    want = jnp.concatenate([jnp.arange(3000) % K, jnp.full(6000, K)])
     x = sd.sample(
-        VP, result.model, sd.ReverseSDE(num_steps=200), (6000, 2), key=jr.key(3), condition=want
+        VP, result.model, sd.ReverseSDE(num_steps=200), (9000, 2), key=jr.key(3), condition=want
     )
     for c in range(K):
         np.testing.assert_allclose(x[want == c].mean(0), exact.means[c], atol=0.15)
