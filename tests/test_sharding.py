@@ -56,6 +56,19 @@ def test_sample_i_is_bitwise_the_same_on_1_2_and_4_devices(four_devices, name):
     assert r["default_spec"] == "P('batch',)" and r["default_devices"] == 4
 
 
+@pytest.mark.parametrize(
+    "name", ["reverse_sde", "pf_ode", "annealed_langevin", "predictor_corrector"]
+)
+def test_conditional_sample_i_is_bitwise_the_same_on_1_2_and_4_devices(four_devices, name):
+    # Labels (with the null label) sharded with the keys; guided exact class conditionals.
+    assert four_devices["conditional"][name]
+
+
+def test_sharded_conditional_training_with_label_dropout_matches_one_device(four_devices):
+    r = four_devices["conditional_fit"]
+    assert r["max_param_diff"] < 1e-5 and r["max_loss_diff"] < 1e-5
+
+
 def test_uneven_batch_runs_on_one_device_and_says_so(four_devices):
     r = four_devices["uneven"]
     assert r["devices"] == 1 and "does not divide evenly" in r["warning"]
