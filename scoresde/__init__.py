@@ -3,6 +3,7 @@
 import importlib.metadata
 
 from . import datasets as datasets, metrics as metrics, nn as nn, plotting as plotting
+from ._condition import AbstractClassConditional as AbstractClassConditional
 from ._guidance import ClassifierFreeGuidance as ClassifierFreeGuidance
 from ._likelihood import (
     AbstractDivergence as AbstractDivergence,
@@ -28,6 +29,7 @@ from ._objective import (
 )
 from ._sampler import (
     AbstractCorrector as AbstractCorrector,
+    AbstractDiffraxSampler as AbstractDiffraxSampler,
     AbstractPredictor as AbstractPredictor,
     AbstractSampler as AbstractSampler,
     AbstractTimeGrid as AbstractTimeGrid,

@@ -1,5 +1,6 @@
 from ._annealed_langevin import AnnealedLangevin as AnnealedLangevin
 from ._base import AbstractSampler as AbstractSampler
+from ._diffrax_sampler import AbstractDiffraxSampler as AbstractDiffraxSampler
 from ._grid import (
     AbstractTimeGrid as AbstractTimeGrid,
     EDMGrid as EDMGrid,
