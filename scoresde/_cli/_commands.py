@@ -1,6 +1,7 @@
 """What each subcommand does; imports the heavy parts only when one runs."""
 
 import json
+import math
 import pathlib
 
 import diffrax as dfx
@@ -9,6 +10,7 @@ import jax.random as jr
 import numpy as np
 
 from .. import metrics, plotting
+from .._guidance import ClassifierFreeGuidance
 from .._likelihood import log_prob
 from .._sampler import (
     AnnealedLangevin,
@@ -26,14 +28,17 @@ from ._config import (
     build_sde,
     CHECKPOINT,
     CLIError,
+    conditional,
     CONFIG,
     FORMAT,
     load_data,
+    load_labels,
     ncsn_eps,
     read_config,
     read_run,
     time_free,
     training_data,
+    training_labels,
     write_config,
 )
 
@@ -61,7 +66,31 @@ def _merged_config(args, defaults: dict) -> dict:
             raise CLIError(f"{name.replace('_', '-')} must be an integer >= 1, got {config[name]}")
     if not config["lr"] > 0:
         raise CLIError(f"lr must be > 0, got {config['lr']}")
+    if config["labels"] is not None and not config["data"]:
+        raise CLIError("--labels needs --data FILE (the built-in data sets are unlabelled)")
     return config
+
+
+def _conditioning(config: dict, labels) -> None:
+    """Checks and records `condition_dropout` (default 0.1 with labels)."""
+    p = config.get("condition_dropout")
+    if labels is None:
+        if p is not None:
+            raise CLIError(
+                "--condition-dropout needs class labels (--labels FILE, or an .npz --data "
+                "with a 'labels' array)"
+            )
+        return
+    if time_free(config):
+        raise CLIError(
+            f"--labels: objective {config['objective']} trains a time-free model, which takes "
+            "no labels; use --objective dsm or ncsn for a class-conditional run"
+        )
+    if p is None:
+        p = 0.1
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
+        raise CLIError(f"--condition-dropout must lie in [0, 1), got {p!r}")
+    config["condition_dropout"] = float(p)
 
 
 def _load_state(run: pathlib.Path, config: dict):
@@ -84,6 +113,7 @@ def train(args, defaults: dict) -> None:
         if args.steps is not None:
             config["steps"] = args.steps
         data = training_data(config)
+        labels = training_labels(config, data)
     else:
         config = _merged_config(args, defaults)
         if (run / CHECKPOINT).exists():
@@ -92,6 +122,8 @@ def train(args, defaults: dict) -> None:
         config["data_shape"] = list(data.shape[1:])
         if config["objective"] == "ncsn" and config["sde"] != "ve":
             raise CLIError("--objective ncsn needs --sde ve (NCSN's geometric noise ladder)")
+        labels = training_labels(config, data)
+        _conditioning(config, labels)
     if data.shape[0] < config["batch_size"]:
         raise CLIError(
             f"--batch-size {config['batch_size']} exceeds the {data.shape[0]} data points"
@@ -102,6 +134,17 @@ def train(args, defaults: dict) -> None:
     config.update(format=FORMAT, scoresde=__version__, out=str(run))
     run.mkdir(parents=True, exist_ok=True)
     write_config(run, config)
+    if labels is not None:
+        k = config["num_classes"]
+        print(
+            f"class-conditional: {k} classes from {config['labels']} (null label {k}, "
+            f"condition dropout {config['condition_dropout']})"
+        )
+        conditioning = dict(
+            condition=labels, condition_dropout=config["condition_dropout"], null_condition=k
+        )
+    else:
+        conditioning = {}
     result = fit(
         build_model(config, sde),
         build_objective(config, sde),
@@ -114,6 +157,7 @@ def train(args, defaults: dict) -> None:
         checkpoint_every=config["checkpoint_every"],
         resume=args.resume,
         progress=not args.no_progress,
+        **conditioning,
     )
     plotting.save(plotting.plot_loss(result.losses), run / "loss.png")
     print(f"trained to step {int(result.state.step)}; final loss {result.losses[-100:].mean():.4g}")
@@ -169,33 +213,78 @@ def _figure(samples: np.ndarray, path: pathlib.Path) -> None:
         plotting.save(plotting.plot_scatter(samples[:, :2]), path)
 
 
-def _draw(run, config, sde, state, sampler_name, solver, num, steps, step_size, seed):
+def _draw(config, sde, score, sampler_name, solver, num, steps, step_size, seed, condition):
     sampler = _sampler(sampler_name, solver, steps, step_size, config, sde)
     shape = (num, *config["data_shape"])
-    return np.asarray(sample_fn(sde, state.ema_model, sampler, shape, key=jr.key(seed)))
+    x = sample_fn(sde, score, sampler, shape, key=jr.key(seed), condition=condition)
+    return np.asarray(x)
+
+
+def _check_label_options(config: dict, label, guidance) -> None:
+    """`sample`'s --label and --guidance against the run, before anything is loaded."""
+    if not conditional(config):
+        for option, value in (("--label", label), ("--guidance", guidance)):
+            if value is not None:
+                raise CLIError(
+                    f"{option}: this run is unconditional (trained without --labels); "
+                    "train with --labels FILE to sample classes"
+                )
+        return
+    k = int(config["num_classes"])
+    if guidance is not None:
+        if not math.isfinite(guidance) or guidance < 0:
+            raise CLIError(f"--guidance must be a finite number >= 0, got {guidance}")
+        if label is None:
+            raise CLIError(
+                "--guidance needs --label C: it pushes samples towards class C and away from "
+                "the unconditional model"
+            )
+    if label is not None and not 0 <= label < k:
+        raise CLIError(f"--label must lie in [0, {k - 1}] (this run has {k} classes), got {label}")
+
+
+def _score_and_condition(config: dict, model, label, guidance, num: int):
+    """The score to sample and its condition for `num` samples: class `label` (guided with
+    weight `guidance`), or the null label on a class-conditional run; the model itself and
+    no condition on an unconditional one. Also a few words saying which."""
+    _check_label_options(config, label, guidance)
+    if not conditional(config):
+        return model, None, ""
+    k = int(config["num_classes"])
+    if label is None:
+        return model, jnp.full((num,), k, jnp.int32), " from the unconditional model (null label)"
+    condition = jnp.full((num,), label, jnp.int32)
+    if guidance:
+        guided = ClassifierFreeGuidance(model, scale=float(guidance), null_condition=k)
+        return guided, condition, f" of class {label} (guidance {guidance:g})"
+    return model, condition, f" of class {label}"
 
 
 def sample(args) -> None:
     run = pathlib.Path(args.run)
     config = read_run(args.run)
+    _check_label_options(config, args.label, args.guidance)
     sde, state, _ = _load_state(run, config)
+    score, condition, what = _score_and_condition(
+        config, state.ema_model, args.label, args.guidance, args.num
+    )
     x = _draw(
-        run,
         config,
         sde,
-        state,
+        score,
         args.sampler,
         args.solver,
         args.num,
         args.steps,
         args.step_size,
         args.seed,
+        condition,
     )
     out = pathlib.Path(args.out) if args.out else run / "samples.npy"
     out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out, x)
     _figure(x, out.with_suffix(".png"))
-    print(f"wrote {len(x)} samples to {out} and {out.with_suffix('.png')}")
+    print(f"wrote {len(x)} samples{what} to {out} and {out.with_suffix('.png')}")
 
 
 def evaluate(args) -> None:
@@ -207,21 +296,57 @@ def evaluate(args) -> None:
             f"{args.data} has samples of shape {data.shape[1:]}; the run was trained on "
             f"{tuple(config['data_shape'])}"
         )
+    condition = None
+    if args.labels is not None:
+        if not conditional(config):
+            raise CLIError("--labels: this run is unconditional (trained without --labels)")
+        labels = load_labels(args.labels)
+        if len(labels) != len(data):
+            raise CLIError(
+                f"--labels {args.labels} has {len(labels)} labels but --data has {len(data)} "
+                "rows: one label per data row"
+            )
+        k = int(config["num_classes"])
+        if labels.max() >= k:
+            raise CLIError(
+                f"--labels {args.labels} holds labels up to {labels.max()}, but this run has "
+                f"{k} classes (0..{k - 1})"
+            )
+        condition = jnp.asarray(labels[: args.num])
     data = data[: args.num]
     sde, state, _ = _load_state(run, config)
     report = {"run": str(run), "data": args.data, "num": int(len(data))}
+    if conditional(config):
+        k = int(config["num_classes"])
+        if condition is None:
+            condition = jnp.full((len(data),), k, jnp.int32)
+            report["condition"] = "null label (unconditional model)"
+            print(
+                f"class-conditional run ({k} classes): evaluating the unconditional model "
+                f"(null label {k}); pass --labels FILE for the class-conditional one"
+            )
+        else:
+            report["condition"] = f"labels from {args.labels}"
+            print(
+                f"class-conditional run ({k} classes): evaluating the model conditioned on each "
+                f"row's label from {args.labels} (samples drawn with the same labels)"
+            )
     dim = int(np.prod(data.shape[1:]))
     if time_free(config):
         print("log-likelihood: n/a (a time-free model has no probability-flow ODE)")
     else:
-        lp = log_prob(sde, state.ema_model, jnp.asarray(data), key=jr.key(args.seed))
+        lp = log_prob(
+            sde, state.ema_model, jnp.asarray(data), key=jr.key(args.seed), condition=condition
+        )
         report["log_likelihood_nats"] = float(jnp.mean(lp))
         report["bits_per_dim"] = float(-jnp.mean(lp) / (dim * jnp.log(2.0)))
         print(
             f"log-likelihood: {report['log_likelihood_nats']:.4f} nats per sample "
             f"({report['bits_per_dim']:.4f} bits/dim, continuous data)"
         )
-    x = _draw(run, config, sde, state, None, "euler", len(data), 500, 1e-2, args.seed)
+    x = _draw(
+        config, sde, state.ema_model, None, "euler", len(data), 500, 1e-2, args.seed, condition
+    )
     flat_x, flat_d = x.reshape(len(x), -1), data.reshape(len(data), -1)
     report["energy_distance"] = float(metrics.energy_distance(flat_x, flat_d))
     report["mmd"] = float(metrics.mmd(flat_x, flat_d))

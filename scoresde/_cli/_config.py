@@ -69,6 +69,120 @@ def load_data(path: str) -> np.ndarray:
     return data.astype(np.float32)
 
 
+MAX_CLASSES = 65536
+
+
+def load_labels(path: str, option: str = "--labels") -> np.ndarray:
+    """Integer class labels `(n,)` from a `.npy`, an `.npz` (its array named `labels`, or
+    its only array) or a `.csv` (one label per line) file, checked: 1-D, integer-valued
+    (floats holding integers are cast), non-negative. Errors name `option`."""
+    file = pathlib.Path(path)
+    if not file.is_file():
+        raise CLIError(f"{option}: no labels file at {file}")
+    try:
+        if file.suffix == ".npy":
+            labels = np.load(file)
+        elif file.suffix == ".npz":
+            with np.load(file) as z:
+                names = list(z.keys())
+                if "labels" not in names and len(names) != 1:
+                    raise CLIError(f"{option} {file} holds {names}: name the array 'labels'")
+                labels = z["labels" if "labels" in names else names[0]]
+        elif file.suffix == ".csv":
+            labels = np.loadtxt(file, delimiter=",", ndmin=1)
+        else:
+            raise CLIError(f"{option} {file}: use a .npy, .npz or .csv file")
+    except (ValueError, OSError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CLIError(f"{option}: cannot read {file}: {first}") from e
+    array = " ('labels' array)" if file.suffix == ".npz" else ""
+    return check_labels(labels, f"{option} {file}{array}")
+
+
+def check_labels(labels: np.ndarray, what: str) -> np.ndarray:
+    """`labels` as int32 `(n,)`, or a one-line CLIError starting with `what`."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise CLIError(
+            f"{what} has shape {labels.shape}: expected one integer label per data row, shape (n,)"
+        )
+    if labels.dtype == bool:
+        labels = labels.astype(np.int64)
+    if np.issubdtype(labels.dtype, np.floating):
+        whole = np.isfinite(labels) & (labels == np.round(labels))
+        if not whole.all():
+            bad = labels[~whole][0]
+            raise CLIError(
+                f"{what} holds non-integer values (e.g. {bad}): class labels must be "
+                "integers 0, 1, 2, ..."
+            )
+    elif not np.issubdtype(labels.dtype, np.integer):
+        raise CLIError(f"{what} has dtype {labels.dtype}: class labels must be integers")
+    if labels.size and labels.min() < 0:
+        raise CLIError(
+            f"{what} holds negative labels (min {labels.min():g}): class labels must be "
+            "0, 1, 2, ..."
+        )
+    if labels.size and labels.max() >= MAX_CLASSES:
+        raise CLIError(
+            f"{what} holds labels up to {labels.max():g}: at most {MAX_CLASSES} classes; "
+            "renumber them 0, 1, 2, ..."
+        )
+    return labels.astype(np.int32)
+
+
+def npz_labels(path: str) -> bool:
+    """Whether `path` is an `.npz` holding an array named `labels` (beside `data`)."""
+    file = pathlib.Path(path)
+    if file.suffix != ".npz" or not file.is_file():
+        return False
+    try:
+        with np.load(file) as z:
+            return "labels" in z.keys()
+    except (ValueError, OSError):
+        return False
+
+
+def training_labels(config: dict, data: np.ndarray) -> np.ndarray | None:
+    """The class labels of the training data, or None for an unconditional run.
+
+    A fresh run takes `config["labels"]` (from `--labels`), else the `labels` array of an
+    `.npz` `--data`, and records `labels` (the file) and `num_classes = max + 1` in
+    `config`; a resumed run (one with `num_classes`) reloads the same file and checks it
+    against the run's classes. An `.npz`'s labels are not used by a time-free objective
+    (ism/ssm, whose model takes no labels); an explicit `--labels` there is an error."""
+    resumed = conditional(config)
+    if not config.get("labels") and not resumed and config.get("data"):
+        if npz_labels(config["data"]):
+            if time_free(config):
+                print(
+                    f"note: not using the 'labels' array of {config['data']}: objective "
+                    f"{config['objective']}'s time-free model takes no labels"
+                )
+            else:
+                config["labels"] = config["data"]
+    if not config.get("labels"):
+        if resumed:
+            raise CLIError("this conditional run's config.toml names no labels file")
+        return None
+    path = config["labels"]
+    option = "--data" if path == config.get("data") else "--labels"
+    labels = load_labels(path, option)
+    if len(labels) != len(data):
+        raise CLIError(
+            f"{option} {path} has {len(labels)} labels but the data has {len(data)} rows: "
+            "one label per data row"
+        )
+    k = int(labels.max()) + 1
+    if resumed and k > config["num_classes"]:
+        raise CLIError(
+            f"{option} {path} holds labels up to {k - 1}, but this run was trained on "
+            f"{config['num_classes']} classes (0..{config['num_classes'] - 1})"
+        )
+    config.setdefault("num_classes", k)
+    return labels
+
+
 def training_data(config: dict) -> np.ndarray:
     if config.get("data"):
         return load_data(config["data"])
@@ -91,15 +205,23 @@ def time_free(config: dict) -> bool:
     return config["objective"] in ("ism", "ssm")
 
 
+def conditional(config: dict) -> bool:
+    """Whether the run is class-conditional (trained with labels)."""
+    return config.get("num_classes") is not None
+
+
 def build_model(config: dict, sde):
     shape = tuple(config["data_shape"])
     key = jr.key(config["seed"])
+    k = config.get("num_classes")
     if len(shape) == 3:
-        net = nn.UNet(shape, key=key)
+        net = nn.UNet(shape, num_classes=k, key=key)
     elif time_free(config):
         net = nn.TimeFreeMLP(shape[0], width=config["width"], depth=config["depth"], key=key)
     else:
-        net = nn.TimeMLP(shape[0], width=config["width"], depth=config["depth"], key=key)
+        net = nn.TimeMLP(
+            shape[0], width=config["width"], depth=config["depth"], num_classes=k, key=key
+        )
     if config["objective"] == "dsm":
         return NoisePrediction(net, sde)
     return DirectScore(net)
@@ -118,8 +240,10 @@ def build_objective(config: dict, sde):
 
 def ncsn_eps(config: dict, sde) -> float:
     """The smallest noise level: 1% of sigma_max, at least VESDE's sigma_min * 5."""
+    if not isinstance(sde, VESDE):
+        return sde.default_eps
     sigma_l = max(0.01 * config["sigma_max"], 0.05)
-    return float(sde.t_from_sigma(sigma_l)) if isinstance(sde, VESDE) else sde.default_eps
+    return float(sde.t_from_sigma(sigma_l))
 
 
 def build_optimizer(config: dict):

@@ -21,6 +21,8 @@ TRAIN_DEFAULTS = {
     "checkpoint_every": 500,
     "seed": 0,
     "out": "run",
+    "labels": None,
+    "condition_dropout": None,
 }
 SAMPLERS = ["reverse-sde", "pf-ode", "langevin", "annealed-langevin", "pc"]
 
@@ -44,6 +46,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     source.add_argument(
         "--dataset", choices=sorted(DATASETS), help="a built-in toy data set (default swiss_roll)"
+    )
+    train.add_argument(
+        "--labels",
+        metavar="FILE",
+        help="integer class labels, one per --data row (.npy, .npz or .csv): trains a "
+        "class-conditional model on classes 0..max (num_classes = max + 1, and label "
+        "num_classes is the null label); an .npz --data with a 'labels' array beside 'data' "
+        "does this by itself",
+    )
+    train.add_argument(
+        "--condition-dropout",
+        type=float,
+        metavar="P",
+        help="with labels: probability in [0, 1) that a training label is replaced by the null "
+        "label, so the model also learns p(x) for guidance (default 0.1)",
     )
     train.add_argument("--num-data", type=int, help="points drawn from --dataset (default 20000)")
     train.add_argument("--sde", choices=["vp", "subvp", "ve"], help="forward SDE (default vp)")
@@ -87,6 +104,20 @@ def _parser() -> argparse.ArgumentParser:
     sample.add_argument(
         "--step-size", type=float, default=1e-2, help="Langevin step size (default 1e-2)"
     )
+    sample.add_argument(
+        "--label",
+        type=int,
+        metavar="C",
+        help="class-conditional runs: sample class C in [0, num_classes) (default: the "
+        "unconditional model, through the null label)",
+    )
+    sample.add_argument(
+        "--guidance",
+        type=float,
+        metavar="W",
+        help="classifier-free guidance weight w >= 0 with --label: the score "
+        "(1 + w) s(x | C) - w s(x) (default 0, no guidance)",
+    )
     sample.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
     sample.add_argument(
         "--out",
@@ -104,6 +135,13 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=1000,
         help="rows of --data used, and samples drawn (default 1000)",
+    )
+    evaluate.add_argument(
+        "--labels",
+        metavar="FILE",
+        help="class-conditional runs: each --data row's label (.npy, .npz, .csv), to evaluate "
+        "log p(x | label) and compare samples drawn with the same labels (default: the "
+        "unconditional model, through the null label)",
     )
     evaluate.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
 
