@@ -4,7 +4,14 @@ import importlib.metadata
 
 from . import datasets as datasets, metrics as metrics, nn as nn, plotting as plotting
 from ._condition import AbstractClassConditional as AbstractClassConditional
-from ._guidance import ClassifierFreeGuidance as ClassifierFreeGuidance
+from ._guidance import (
+    AbstractPosteriorGuidance as AbstractPosteriorGuidance,
+    ClassifierFreeGuidance as ClassifierFreeGuidance,
+    DPS as DPS,
+    LinearObservation as LinearObservation,
+    PiGDM as PiGDM,
+    TMPD as TMPD,
+)
 from ._likelihood import (
     AbstractDivergence as AbstractDivergence,
     bits_per_dim as bits_per_dim,

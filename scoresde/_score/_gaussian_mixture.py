@@ -20,7 +20,9 @@ from .._sde import AbstractLinearSDE
 from ._base import AbstractExactScore
 
 
-def _validate(weights: np.ndarray, means: np.ndarray, covariances: np.ndarray) -> None:
+def _validate(
+    weights: np.ndarray, means: np.ndarray, covariances: np.ndarray, allow_singular: bool
+) -> None:
     if weights.ndim != 1:
         raise ValueError(f"`weights` must have shape (k,), got {weights.shape}.")
     k = weights.shape[0]
@@ -44,13 +46,47 @@ def _validate(weights: np.ndarray, means: np.ndarray, covariances: np.ndarray) -
         )
     if not np.allclose(covariances, np.swapaxes(covariances, -1, -2), rtol=1e-5, atol=1e-8):
         raise ValueError("`covariances` must be symmetric matrices.")
-    smallest = np.linalg.eigvalsh(covariances).min(axis=-1)
-    if np.any(smallest <= 0):
+    eigenvalues = np.linalg.eigvalsh(covariances)
+    smallest = eigenvalues.min(axis=-1)
+    floor = -1e-5 * np.abs(eigenvalues).max(axis=-1) if allow_singular else 0.0
+    if allow_singular and np.any(smallest < floor):
+        bad = int(np.argmin(smallest - floor))
+        raise ValueError(
+            f"`covariances[{bad}]` is not positive semi-definite (smallest eigenvalue "
+            f"{smallest[bad]:.3g})."
+        )
+    if not allow_singular and np.any(smallest <= 0):
         bad = int(np.argmin(smallest))
         raise ValueError(
             f"`covariances[{bad}]` is not positive definite (smallest eigenvalue "
             f"{smallest[bad]:.3g}); every covariance must be symmetric positive definite."
         )
+
+
+def _posterior_components(prior: "GaussianMixtureScore", obs, y: Array):
+    """Bayes per component (see `GaussianMixtureScore.posterior`)."""
+    A = obs.matrix().astype(prior.means.dtype)
+    y = y.reshape(-1)
+    m = A.shape[0]
+    var = obs.noise_std.astype(A.dtype) ** 2
+    S = jnp.einsum("ij,kjl,ml->kim", A, prior.covariances, A) + var * jnp.eye(m)
+    S = 0.5 * (S + jnp.swapaxes(S, -1, -2))
+    r = y - prior.means @ A.T
+    lam, vec = jnp.linalg.eigh(S)
+    # On the range of S only: for sigma_y > 0 that is everything; for a noiseless
+    # observation the unobserved directions are exactly zero and drop out.
+    keep = lam > 1e3 * jnp.finfo(A.dtype).eps * m * lam.max(axis=-1, keepdims=True)
+    inv = jnp.where(keep, 1 / jnp.where(keep, lam, 1.0), 0.0)
+    S_pinv = jnp.einsum("kij,kj,klj->kil", vec, inv, vec)
+    quad = jnp.einsum("ki,kij,kj->k", r, S_pinv, r)
+    logdet = jnp.sum(jnp.where(keep, jnp.log(jnp.where(keep, lam, 1.0)), 0.0), axis=-1)
+    rank = keep.sum(axis=-1)
+    log_evidence = -0.5 * (quad + logdet + rank * jnp.log(2 * jnp.pi))
+    weights = jax.nn.softmax(jnp.log(prior.weights) + log_evidence)
+    gain = jnp.einsum("kij,lj,klm->kim", prior.covariances, A, S_pinv)
+    means = prior.means + jnp.einsum("kim,km->ki", gain, r)
+    covs = prior.covariances - jnp.einsum("kim,mj,kjl->kil", gain, A, prior.covariances)
+    return weights, means, 0.5 * (covs + jnp.swapaxes(covs, -1, -2))
 
 
 class GaussianMixtureScore(AbstractExactScore):
@@ -72,6 +108,10 @@ class GaussianMixtureScore(AbstractExactScore):
     - `weights`: shape `(k,)`, non-negative, summing to 1.
     - `means`: shape `(k, d)`.
     - `covariances`: shape `(k, d, d)`, symmetric positive definite.
+    - `allow_singular`: accept positive semi-definite covariances (a noiseless
+      observation's posterior is one). For $t > 0$ everything is as usual, since
+      $C_k(t) = m(t)^2\Sigma_k + s(t)^2 I$ is positive definite; at $t = 0$ the density is
+      degenerate and `log_prob` is not defined (exact samples are).
     """
 
     sde: AbstractLinearSDE
@@ -87,10 +127,13 @@ class GaussianMixtureScore(AbstractExactScore):
         weights: FloatArrayLike,
         means: FloatArrayLike,
         covariances: FloatArrayLike,
+        allow_singular: bool = False,
     ):
         concrete = not any(isinstance(a, jax.core.Tracer) for a in (weights, means, covariances))
         if concrete:
-            _validate(np.asarray(weights), np.asarray(means), np.asarray(covariances))
+            _validate(
+                np.asarray(weights), np.asarray(means), np.asarray(covariances), allow_singular
+            )
         self.sde = sde
         self.weights = jnp.asarray(weights, dtype=float)
         self.means = jnp.asarray(means, dtype=float)
@@ -155,8 +198,55 @@ class GaussianMixtureScore(AbstractExactScore):
     ) -> Batch:
         """One exact draw of $p_t$ restricted to component `components[i]` per row."""
         centres, chol = self._components(t)
+        # A singular covariance (a noiseless posterior at t = 0) has no Cholesky factor;
+        # its symmetric square root serves the same purpose.
+        chol = jnp.where(jnp.isfinite(chol).all(), chol, self._symmetric_sqrt(t))
         z = jr.normal(key, (components.shape[0], self.means.shape[1]))
         return centres[components] + jnp.einsum("nij,nj->ni", chol[components], z)
+
+    def _symmetric_sqrt(self, t: ScalarLike) -> Float[Array, "k d d"]:
+        m, s = self.sde.mean_coeff(t), self.sde.std(t)
+        cov = m**2 * self.covariances + s**2 * jnp.eye(self.means.shape[1])
+        lam, vec = jnp.linalg.eigh(cov)
+        return vec * jnp.sqrt(jnp.maximum(lam, 0.0))[..., None, :]
+
+    def posterior(self, obs, y: FloatArrayLike) -> "GaussianMixtureScore":
+        r"""The exact posterior $p(x \mid y)$ of this mixture prior under the linear
+        observation `obs`, $y = A x + \sigma_y\varepsilon$, as a `GaussianMixtureScore`
+        (so its score at every $t$, `log_prob` and exact samples come for free).
+
+        Bayes per component: with $S_k = A\Sigma_k A^\top + \sigma_y^2 I$ and
+        $K_k = \Sigma_k A^\top S_k^{-1}$,
+
+        $$w_k' \propto w_k\,\mathcal N(y;\, A\mu_k,\, S_k),\qquad
+        \mu_k' = \mu_k + K_k (y - A\mu_k),\qquad \Sigma_k' = \Sigma_k - K_k A \Sigma_k.$$
+
+        Noiseless observations ($\sigma_y = 0$, e.g. a mask) use the pseudo-inverse and
+        pseudo-determinant of $S_k$ on its range (the observed coordinates); the posterior
+        covariances are then singular (`allow_singular=True`).
+
+        **Arguments:**
+
+        - `obs`: a [`LinearObservation`][scoresde.LinearObservation] whose operator acts on
+          vectors of this mixture's dimension.
+        - `y`: one observation, of the operator's output shape.
+
+        **Returns:** a `GaussianMixtureScore` on the same SDE.
+        """
+        from .._guidance import LinearObservation
+
+        if not isinstance(obs, LinearObservation):
+            raise TypeError(f"`obs` must be a LinearObservation, got {type(obs).__name__}.")
+        d = self.means.shape[1]
+        obs.check((d,), np.shape(y))
+        weights, means, covs = _posterior_components(self, obs, jnp.asarray(y, dtype=float))
+        return GaussianMixtureScore(
+            self.sde,
+            weights=weights,
+            means=means,
+            covariances=covs,
+            allow_singular=obs.noiseless,
+        )
 
     def class_conditional(self) -> "ClassConditionalMixture":
         """The mixture's components as classes: a conditional score `cond(t, x, c)` whose
