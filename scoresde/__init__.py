@@ -35,6 +35,7 @@ from ._objective import (
     SlicedScoreMatching as SlicedScoreMatching,
 )
 from ._sampler import (
+    AbstractConditioningSampler as AbstractConditioningSampler,
     AbstractCorrector as AbstractCorrector,
     AbstractDiffraxSampler as AbstractDiffraxSampler,
     AbstractPredictor as AbstractPredictor,
@@ -52,6 +53,7 @@ from ._sampler import (
     ReverseSDE as ReverseSDE,
     sample as sample,
     SampleResult as SampleResult,
+    TwistedDiffusionSampler as TwistedDiffusionSampler,
     UniformGrid as UniformGrid,
 )
 from ._score import (

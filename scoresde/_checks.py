@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._condition import accepts_condition, class_conditional_parts, requires_condition
+from ._condition import accepts_condition, conditional_parts, requires_condition
 
 
 def check_num(name: str, value: int, minimum: int = 1) -> None:
@@ -20,9 +20,12 @@ def check_positive(name: str, value: float) -> None:
         raise ValueError(f"`{name}` must be a number > 0, got {value!r}.")
 
 
-def check_callable(score, name: str = "score") -> None:
+def check_callable(score, name: str = "score", call: str = "(t, x)") -> None:
     if not callable(score):
-        raise TypeError(f"`{name}` must be a callable {name}(t, x), got {type(score).__name__}.")
+        hint = "; use the result's `.model`" if type(score).__name__ == "FitResult" else ""
+        raise TypeError(
+            f"`{name}` must be a callable {name}{call}, got {type(score).__name__}{hint}."
+        )
 
 
 def check_score(
@@ -51,17 +54,19 @@ def check_score(
     try:
         out = eqx.filter_eval_shape(score, *args)
     except Exception as e:
-        if condition is None and (requires_condition(score) or class_conditional_parts(score)):
+        if condition is None and (requires_condition(score) or conditional_parts(score)):
             raise ValueError(
                 f"`{name}` is conditional ({name}(t, x, c)): pass `condition=`, one condition "
                 "per sample (for a class-conditional model, its null label for unconditional "
                 "samples)."
             ) from e
         if condition is not None and _runs_without_condition(score, t, x):
+            shapes = jax.tree.map(lambda c: c.shape, condition)
             raise ValueError(
-                f"`condition=` was given, but `{name}` takes no condition (it runs as "
-                f"{name}(t, x) and fails as {name}(t, x, c)); leave out `condition=`. The "
-                f"{name} raised: {type(e).__name__}: {_first_line(e)}"
+                f"`{name}` runs as {name}(t, x) but fails as {name}(t, x, c) with one row of "
+                f"`condition` (shapes {shapes}): either it takes no condition (leave out "
+                f"`condition=`) or that condition does not fit it. The {name} raised: "
+                f"{type(e).__name__}: {_first_line(e)}"
             ) from e
         call = f"{name}(t, x)" if condition is None else f"{name}(t, x, c)"
         raise ValueError(

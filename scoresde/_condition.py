@@ -15,19 +15,33 @@ import jax.numpy as jnp
 import numpy as np
 
 
-class AbstractClassConditional(eqx.Module):
+class AbstractConditional(eqx.Module):
+    """A part of a score that consumes the score's condition (a network's condition
+    embedding, an exact class-conditional score): a score holding one needs `condition=`.
+    The entry functions look for such parts in the score's pytree, to say so at the call.
+    """
+
+
+class AbstractClassConditional(AbstractConditional):
     """Anything conditioned on integer class labels `0 .. num_classes - 1`, where the extra
     label `num_classes` is the null label (no class: the unconditional model).
 
-    The entry functions find every such part inside a score and check concrete labels
-    against it before any work, so an out-of-range label fails at the call instead of
-    being clamped by a gather.
+    The entry functions find such parts in the score's pytree (not inside closures or
+    past an `AbstractConditionBoundary`) and check concrete labels against them before
+    any work. Inside, a label outside `[0, num_classes]` must give NaN, never a clamped
+    lookup, so that it cannot pass silently where no check can see it.
     """
 
     num_classes: eqx.AbstractVar[int]
 
 
-class BoundScore(eqx.Module):
+class AbstractConditionBoundary(eqx.Module):
+    """A score built from another score whose condition is NOT its own (a score with its
+    condition bound, posterior guidance around a class-conditional prior): the search for
+    conditional parts stops here."""
+
+
+class BoundScore(AbstractConditionBoundary):
     """`score(t, x, condition)` seen as a score `(t, x)` of one sample."""
 
     score: Callable
@@ -42,12 +56,29 @@ def bind(score: Callable, condition) -> Callable:
     return score if condition is None else BoundScore(score, condition)
 
 
+def _stop(node) -> bool:
+    return isinstance(node, (AbstractConditional, AbstractConditionBoundary))
+
+
+def conditional_parts(score, kind: type = AbstractConditional) -> list:
+    """The parts of `score` (in its pytree, down to any boundary) that consume its
+    condition, of type `kind`."""
+    return [node for node in jax.tree.leaves(score, is_leaf=_stop) if isinstance(node, kind)]
+
+
 def _leading_axes(condition) -> set[int]:
     return {int(np.shape(leaf)[0]) if np.ndim(leaf) else -1 for leaf in jax.tree.leaves(condition)}
 
 
 def check_condition(condition, num: int, what: str) -> None:
     """Every leaf of `condition` has a leading axis of `num` (`what` names it)."""
+    if isinstance(condition, (list, tuple)) and all(
+        isinstance(c, (int, float, np.number)) for c in condition
+    ):
+        raise ValueError(
+            f"`condition` is a Python {type(condition).__name__} of {len(condition)} numbers, "
+            "which JAX reads as a pytree of scalars; pass an array: jnp.asarray(condition)."
+        )
     leaves = jax.tree.leaves(condition)
     if not leaves:
         raise ValueError("`condition` is empty; pass an array (or pytree of arrays), or None.")
@@ -67,8 +98,8 @@ def prepare_condition(score, condition, num: int, what: str):
     call (leading axis, class labels against `score`); `None` stays `None`."""
     if condition is None:
         return None
-    condition = jax.tree.map(jnp.asarray, condition)
     check_condition(condition, num, what)
+    condition = jax.tree.map(jnp.asarray, condition)
     check_labels(score, condition)
     return condition
 
@@ -80,15 +111,10 @@ def one_condition(condition):
     return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), condition)
 
 
-def class_conditional_parts(score) -> list[AbstractClassConditional]:
-    is_part = lambda node: isinstance(node, AbstractClassConditional)  # noqa: E731
-    return [node for node in jax.tree.leaves(score, is_leaf=is_part) if is_part(node)]
-
-
 def check_labels(score, condition) -> None:
     """Concrete integer labels must lie in `[0, num_classes]` for every class-conditional
     part of `score` (the top value is the null label)."""
-    parts = class_conditional_parts(score)
+    parts = conditional_parts(score, AbstractClassConditional)
     if not parts or isinstance(condition, jax.core.Tracer):
         return
     if not isinstance(condition, (np.ndarray, jax.Array, int, np.integer)):
@@ -105,6 +131,32 @@ def check_labels(score, condition) -> None:
             f"`condition` holds labels in [{labels.min()}, {labels.max()}], but this score knows "
             f"classes 0..{top - 1} and the null label {top}; labels must lie in [0, {top}]."
         )
+
+
+def check_null_label(score, null, name: str = "null_condition") -> None:
+    """A null condition given as an integer label must be THE null label of the score's
+    class-conditional parts (`num_classes`), not a real class."""
+    parts = conditional_parts(score, AbstractClassConditional)
+    value = np.asarray(null) if not isinstance(null, jax.core.Tracer) else None
+    if not parts or value is None or value.ndim or not np.issubdtype(value.dtype, np.integer):
+        return
+    top = min(part.num_classes for part in parts)
+    if int(value) != top:
+        raise ValueError(
+            f"`{name}` must be the null label {top} (= num_classes) of this score, got "
+            f"{int(value)}: a real class as the null condition would merge that class with "
+            "'no class'."
+        )
+
+
+def real_number(name: str, value) -> float:
+    """`value` (a Python, NumPy or 0-d JAX real) as a float, or a TypeError naming it."""
+    if isinstance(value, bool) or not (
+        isinstance(value, (int, float, np.integer, np.floating))
+        or (isinstance(value, (np.ndarray, jax.Array)) and np.ndim(value) == 0)
+    ):
+        raise TypeError(f"`{name}` must be a real number, got {type(value).__name__}.")
+    return float(value)
 
 
 def requires_condition(score: Callable) -> bool:

@@ -398,3 +398,84 @@ def test_diffrax_terms_carry_the_condition_in_args():
         VP.probability_flow_term(lambda t, x: cond(t, x, 1)), dfx.Tsit5(), **kwargs
     )
     np.testing.assert_array_equal(via_args.ys, bound.ys)
+
+
+# -- review: labels that no check can see, null labels, argument types --------------------
+
+
+def test_a_label_out_of_range_behind_a_closure_is_an_error_not_another_class():
+    net = sd.nn.TimeMLP(2, width=16, num_classes=K, key=jr.key(0))
+    model = sd.NoisePrediction(net, VP)
+    labels = (jnp.arange(6) % K).at[0].set(11)
+    with pytest.raises(Exception, match="class label"):
+        sd.sample(
+            VP,
+            lambda t, x, c: model(t, x, c),
+            sd.ReverseSDE(num_steps=5),
+            (6, 2),
+            key=jr.key(0),
+            condition=labels,
+        )
+
+
+def test_the_null_condition_must_be_the_null_label():
+    cond = _exact(VP).class_conditional()
+    with pytest.raises(ValueError, match="must be the null label 3"):
+        sd.ClassifierFreeGuidance(cond, scale=1.0, null_condition=2)
+    data, kwargs = _fit_kwargs(null_condition=2)
+    with pytest.raises(ValueError, match="must be the null label 3"):
+        sd.fit(_model(), sd.DenoisingScoreMatching(VP), data, **kwargs)
+
+
+def test_numpy_scalars_are_numbers():
+    cond = _exact(VP).class_conditional()
+    guided = sd.ClassifierFreeGuidance(cond, scale=np.float32(1.5), null_condition=np.int64(K))
+    assert float(guided.scale) == 1.5
+    data, kwargs = _fit_kwargs(num_steps=2, condition_dropout=np.float32(0.1))
+    sd.fit(_model(), sd.DenoisingScoreMatching(VP), data, **kwargs)
+
+
+def test_a_python_list_condition_is_named():
+    cond = _exact(VP).class_conditional()
+    with pytest.raises(ValueError, match="Python list"):
+        sd.sample(VP, cond, sd.ReverseSDE(num_steps=5), (3, 2), key=jr.key(0), condition=[0, 1, 2])
+
+
+def test_guidance_null_condition_must_look_like_a_condition():
+    def score(t, x, c):
+        return -x + c[:2]
+
+    guided = sd.ClassifierFreeGuidance(score, scale=1.0, null_condition=jnp.zeros(4))
+    with pytest.raises(ValueError, match="null_condition"):
+        sd.sample(
+            VP,
+            guided,
+            sd.ReverseSDE(num_steps=5),
+            (3, 2),
+            key=jr.key(0),
+            condition=jnp.ones((3, 3)),
+        )
+
+
+def test_resume_with_other_conditioning_is_refused(tmp_path):
+    data, kwargs = _fit_kwargs(num_steps=10)
+    ckpt = tmp_path / "run.ckpt"
+    sd.fit(_model(), sd.DenoisingScoreMatching(VP), data, checkpoint=ckpt, **kwargs)
+    kwargs.update(num_steps=20, condition_dropout=0.5)
+    with pytest.raises(ValueError, match="conditioning"):
+        sd.fit(
+            _model(), sd.DenoisingScoreMatching(VP), data, checkpoint=ckpt, resume=True, **kwargs
+        )
+
+
+def test_posterior_guidance_hides_the_labels_of_its_prior():
+    """A class-conditional prior with its label bound, inside DPS: the sample's condition
+    is the observation (floats), not a label; no label check applies to it."""
+    cond = _exact(VP).class_conditional()
+    prior = eqx.Partial(lambda t, x, c: cond(t, x, c), c=jnp.asarray(1))
+    obs = sd.LinearObservation(jnp.array([[1.0, 0.0]]), noise_std=0.5)
+    guided = sd.DPS(VP, lambda t, x: prior(t, x), obs)
+    x = sd.sample(
+        VP, guided, sd.ReverseSDE(num_steps=20), (4, 2), key=jr.key(0), condition=jnp.ones((4, 1))
+    )
+    assert bool(jnp.isfinite(x).all())

@@ -12,7 +12,7 @@ import pytest
 
 import scoresde as sd
 import scoresde.nn as nn
-from scoresde._condition import AbstractClassConditional, check_labels, class_conditional_parts
+from scoresde._condition import AbstractClassConditional, check_labels, conditional_parts
 from scoresde._score import (
     AbstractParameterisation,
     DirectScore,
@@ -402,13 +402,13 @@ def test_label_embedding_is_class_conditional():
     assert isinstance(emb, AbstractClassConditional) and emb.num_classes == 4
     assert emb.embedding.weight.shape == (5, 64)  # 4 classes + the null label, time_embed_size
     # The entry functions find it inside the network and check labels against it.
-    assert class_conditional_parts(net) == [emb]
+    assert conditional_parts(net, AbstractClassConditional) == [emb]
     check_labels(net, jnp.array([0, 4]))
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 4\]"):
         check_labels(net, jnp.array([0, 5]))
     # A vector condition is not a class label.
     vector, _, _ = _build_cond("UNet-vector")
-    assert class_conditional_parts(vector) == []
+    assert conditional_parts(vector, AbstractClassConditional) == []
     assert not isinstance(vector.condition_embed, AbstractClassConditional)
 
 

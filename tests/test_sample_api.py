@@ -262,7 +262,7 @@ def test_saveat_snaps_to_the_steps_taken_and_reports_them(sampler, vp):
         (sd.Langevin(num_steps=10, step_size=1e-3), [5.0, 5000.0], "outside the run"),
         (sd.ReverseSDE(num_steps=10), [1.5, 0.5], "outside the run"),
         (sd.ProbabilityFlowODE(), [0.5, 1e-6], "outside the run"),
-        (sd.ReverseSDE(num_steps=10), [0.2, 0.5], "decreasing"),
+        (sd.ReverseSDE(num_steps=10), [0.2, 0.5], "follow the run"),
     ],
 )
 def test_saveat_outside_the_run_is_refused(sampler, saveat, match, vp):
@@ -284,3 +284,24 @@ def test_saveat_outside_the_run_is_refused(sampler, saveat, match, vp):
 def test_diffrax_sampler_checks_fail_at_construction(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+def test_saveat_order_follows_the_run_for_every_sampler(vp):
+    with pytest.raises(ValueError, match="follow the run"):
+        sd.sample(
+            vp,
+            _score(vp),
+            sd.PredictorCorrector(num_steps=10),
+            (3, 2),
+            key=jr.PRNGKey(0),
+            saveat=jnp.array([0.2, 0.5]),
+        )
+    with pytest.raises(ValueError, match="follow the run"):
+        sd.sample(
+            vp,
+            _score(vp),
+            sd.Langevin(num_steps=10, step_size=1e-3),
+            (3, 2),
+            key=jr.PRNGKey(0),
+            saveat=jnp.array([5.0, 2.0]),
+        )

@@ -11,9 +11,11 @@ from collections.abc import Callable
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .._checks import check_callable
-from .._custom_types import Array, Data, Float, ScalarLike
+from .._condition import AbstractConditionBoundary
+from .._custom_types import Array, Data, Float, Scalar, ScalarLike
 from .._sde import AbstractLinearSDE
 from ._observation import LinearObservation
 
@@ -29,12 +31,12 @@ def _check(sde, score, obs) -> None:
         raise TypeError(f"`obs` must be a LinearObservation, got {type(obs).__name__}.")
 
 
-class AbstractPosteriorGuidance(eqx.Module):
+class AbstractPosteriorGuidance(AbstractConditionBoundary):
     r"""A conditional score `guided(t, x, y)` for posterior sampling under a linear
     observation: the unconditional `score` plus $\nabla_x \log \tilde p_t(y \mid x)$, a
     Gaussian approximation $\tilde p_t(y \mid x) = \mathcal N(y;\, A\hat x_0(x),\,
     \Sigma_t)$ of the likelihood of the noisy sample. Subclasses give $\Sigma_t$ (held
-    fixed when differentiating, as the papers do) through `residual_precision`.
+    fixed when differentiating, as the papers do) through `covariance_solve`.
 
     Every sampler takes it, with one observation per sample:
     `sample(sde, guided, sampler, shape, key=key, condition=Y)`.
@@ -45,31 +47,37 @@ class AbstractPosteriorGuidance(eqx.Module):
     obs: eqx.AbstractVar[LinearObservation]
 
     @abc.abstractmethod
-    def residual_precision(
+    def covariance_solve(
         self, t: ScalarLike, x: Data, linear_denoiser: Callable[[Data], Data]
-    ) -> Callable[[Float[Array, " m"]], Float[Array, " m"]]:
-        r"""$r \mapsto \Sigma_t^{-1} r$ for a flattened residual $r = y - A\hat x_0$;
-        `linear_denoiser` is $v \mapsto (\partial \hat x_0/\partial x)\,v$ at `x`."""
+    ) -> tuple[Callable[[Float[Array, " m"]], Float[Array, " m"]], Scalar]:
+        r"""$(r \mapsto \Sigma_t^{-1} r,\; \log\det \Sigma_t)$ for flattened residuals
+        $r = y - A\hat x_0$; `linear_denoiser` is
+        $v \mapsto (\partial \hat x_0/\partial x)\,v$ at `x`."""
 
     def denoise(self, t: ScalarLike, x: Data) -> Data:
         r"""Tweedie's $\hat x_0(x) = (x + s(t)^2 \nabla\log p_t(x))/m(t)$."""
         m, s = self.sde.mean_coeff(t), self.sde.std(t)
         return ((x + (s**2).astype(x.dtype) * self.score(t, x)) / m).astype(x.dtype)
 
-    def likelihood_score(self, t: ScalarLike, x: Data, y: Data) -> tuple[Data, Data]:
-        r"""$(\nabla_x \log\tilde p_t(y \mid x),\; \nabla_x \log p_t(x))$."""
+    def likelihood(self, t: ScalarLike, x: Data, y: Data) -> tuple[Scalar, Data, Data]:
+        r"""$(\log\tilde p_t(y \mid x),\; \nabla_x \log\tilde p_t(y \mid x),\;
+        \nabla_x \log p_t(x))$ from one evaluation of the score and its VJP."""
         x0, pullback = jax.vjp(lambda z: self.denoise(t, z), x)
         linear_denoiser = lambda v: jax.jvp(lambda z: self.denoise(t, z), (x,), (v,))[1]
         residual = (y - self.obs(x0)).reshape(-1)
-        weighted = self.residual_precision(t, x, linear_denoiser)(residual)
+        solve, logdet = self.covariance_solve(t, x, linear_denoiser)
+        weighted = solve(residual)
+        log_value = -0.5 * (
+            jnp.dot(residual, weighted) + logdet + residual.size * jnp.log(2 * jnp.pi)
+        )
         back = self.obs.operator.transpose().mv(weighted.reshape(self.obs.observation_shape))
         (grad,) = pullback(back.astype(x.dtype))
         m, s = self.sde.mean_coeff(t), self.sde.std(t)
         score = ((m * x0 - x) / s**2).astype(x.dtype)  # the score, recovered from x0
-        return grad, score
+        return log_value, grad, score
 
     def __call__(self, t: ScalarLike, x: Data, y: Data) -> Data:
-        grad, score = self.likelihood_score(t, x, y)
+        _, grad, score = self.likelihood(t, x, y)
         return score + grad
 
 
@@ -121,9 +129,11 @@ class DPS(AbstractPosteriorGuidance):
         self.sde, self.score, self.obs = sde, score, obs
         self.scale = jnp.asarray(scale, dtype=float)
 
-    def residual_precision(self, t, x, linear_denoiser):
-        factor = self.scale / self.obs.noise_std**2
-        return lambda r: factor.astype(r.dtype) * r
+    def covariance_solve(self, t, x, linear_denoiser):
+        # Sigma = sigma_y^2 / zeta I: zeta scales the log-likelihood's gradient.
+        var = (self.obs.noise_std**2 / self.scale).astype(x.dtype)
+        m = int(np.prod(self.obs.observation_shape))
+        return (lambda r: r / var), m * jnp.log(var)
 
 
 class PiGDM(AbstractPosteriorGuidance):
@@ -162,12 +172,12 @@ class PiGDM(AbstractPosteriorGuidance):
         _check(sde, score, obs)
         self.sde, self.score, self.obs = sde, score, obs
 
-    def residual_precision(self, t, x, linear_denoiser):
+    def covariance_solve(self, t, x, linear_denoiser):
         m, s = self.sde.mean_coeff(t), self.sde.std(t)
-        r2 = s**2 / (m**2 + s**2)
+        r2 = (s**2 / (m**2 + s**2)).astype(x.dtype)
         A = self.obs.matrix().astype(x.dtype)
-        cov = r2 * (A @ A.T) + self.obs.noise_std**2 * jnp.eye(A.shape[0])
-        return lambda r: jnp.linalg.solve(cov.astype(r.dtype), r)
+        noise = self.obs.noise_std.astype(x.dtype) ** 2
+        return cholesky_solve(r2 * (A @ A.T) + noise * jnp.eye(A.shape[0]))
 
 
 class TMPD(AbstractPosteriorGuidance):
@@ -210,9 +220,16 @@ class TMPD(AbstractPosteriorGuidance):
         _check(sde, score, obs)
         self.sde, self.score, self.obs = sde, score, obs
 
-    def residual_precision(self, t, x, linear_denoiser):
-        cov = tmpd_covariance(self.sde, self.obs, t, x, linear_denoiser)
-        return lambda r: jnp.linalg.solve(cov.astype(r.dtype), r)
+    def covariance_solve(self, t, x, linear_denoiser):
+        return cholesky_solve(tmpd_covariance(self.sde, self.obs, t, x, linear_denoiser))
+
+
+def cholesky_solve(cov: Float[Array, "m m"]):
+    """`(r -> cov^{-1} r, log det cov)` for a symmetric positive definite `cov`, held
+    fixed in gradients."""
+    chol = jnp.linalg.cholesky(jax.lax.stop_gradient(cov))
+    logdet = 2 * jnp.sum(jnp.log(jnp.diagonal(chol)))
+    return (lambda r: jax.scipy.linalg.cho_solve((chol, True), r)), logdet
 
 
 def tmpd_covariance(sde, obs: LinearObservation, t, x: Data, linear_denoiser) -> Array:

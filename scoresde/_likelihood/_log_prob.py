@@ -252,6 +252,7 @@ def bits_per_dim(
     key: PRNGKeyArray,
     num_bins: int = 256,
     data_range: tuple[float, float] = (0.0, 1.0),
+    condition: Any = None,
     **kwargs,
 ) -> Float[Array, " n"]:
     r"""Bits per dimension of discrete data (e.g. 8-bit images) under the model, with
@@ -275,8 +276,8 @@ def bits_per_dim(
       `fold_in(key, i)`.
     - `num_bins`: $K$ (256 for 8-bit data).
     - `data_range`: $(a, b)$, the range of the model's data.
-    - `kwargs`: passed on to [`log_prob`][scoresde.log_prob] (`condition=` for a
-      conditional score, one condition per row).
+    - `condition`: for a conditional score, one condition per row of `x`.
+    - `kwargs`: passed on to [`log_prob`][scoresde.log_prob].
     """
     check_num("num_bins", num_bins, minimum=2)
     lo, hi = data_range
@@ -293,5 +294,5 @@ def bits_per_dim(
     n, dim = values.shape[0], int(np.prod(values.shape[1:]))
     u = jax.vmap(lambda i: jr.uniform(jr.fold_in(key_u, i), values.shape[1:]))(jnp.arange(n))
     y = lo + (hi - lo) * (jnp.asarray(values, u.dtype) + u) / num_bins
-    lp = log_prob(sde, score, y, key=key_div, **kwargs)
+    lp = log_prob(sde, score, y, key=key_div, condition=condition, **kwargs)
     return -lp / (dim * jnp.log(2.0)) - jnp.log2((hi - lo) / num_bins)

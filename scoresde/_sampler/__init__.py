@@ -1,5 +1,8 @@
 from ._annealed_langevin import AnnealedLangevin as AnnealedLangevin
-from ._base import AbstractSampler as AbstractSampler
+from ._base import (
+    AbstractConditioningSampler as AbstractConditioningSampler,
+    AbstractSampler as AbstractSampler,
+)
 from ._diffrax_sampler import AbstractDiffraxSampler as AbstractDiffraxSampler
 from ._grid import (
     AbstractTimeGrid as AbstractTimeGrid,
@@ -19,3 +22,4 @@ from ._predictor_corrector import (
 from ._probability_flow import ProbabilityFlowODE as ProbabilityFlowODE
 from ._reverse_sde import ReverseSDE as ReverseSDE
 from ._sample import sample as sample, SampleResult as SampleResult
+from ._twisted import TwistedDiffusionSampler as TwistedDiffusionSampler

@@ -66,6 +66,11 @@ class AbstractSampler(eqx.Module):
         start, end = self.clock_range(sde)
         lo, hi = min(start, end), max(start, end)
         values = np.asarray(ts, dtype=np.float64)
+        if np.any(np.diff(values) * np.sign(end - start) < 0):
+            raise ValueError(
+                f"`saveat` times must follow the run of {type(self).__name__}, from {start:g} "
+                f"towards {end:g}; sort them in that order."
+            )
         slack = 1e-6 * max(abs(lo), abs(hi), 1.0)
         if values.min() < lo - slack or values.max() > hi + slack:
             raise ValueError(
@@ -89,6 +94,35 @@ class AbstractSampler(eqx.Module):
     ) -> tuple[Data, Float[Array, "k *data"] | None, Stats]:
         """Returns the sample, its snapshots at `save_ts` (or `None`), and statistics
         (`num_steps`, `num_rejected_steps`, `num_score_evals`)."""
+
+
+class AbstractConditioningSampler(AbstractSampler):
+    """A sampler that uses each sample's condition itself (an observation $y$, say) with
+    an UNCONDITIONAL score, instead of a conditional score with the condition bound: a
+    particle sampler weighing particles by a likelihood, or inpainting by replacement.
+    [`sample`][scoresde.sample] hands it one sample's condition; it needs `condition=`.
+
+    A subclass provides `sample_given` (the `sample_one` of one condition) and
+    `check_condition` (raise at the call if one condition cannot be used).
+    """
+
+    def check_condition(self, data_shape: tuple[int, ...], condition) -> None:
+        """Raises if one condition (shapes and dtypes) cannot be used on `data_shape`."""
+
+    @abc.abstractmethod
+    def sample_given(
+        self,
+        sde: AbstractSDE,
+        score: ScoreFn,
+        data_shape: tuple[int, ...],
+        key: PRNGKeyArray,
+        save_ts: Float[Array, " k"] | None,
+        condition,
+    ) -> tuple[Data, Float[Array, "k *data"] | None, Stats]:
+        """As `sample_one`, for one sample's `condition`."""
+
+    def sample_one(self, sde, score, data_shape, key, save_ts):
+        raise TypeError(f"{type(self).__name__} needs `condition=` (one per sample).")
 
 
 def nearest_steps(clock: Float[Array, " n+1"], ts: Float[Array, " k"]) -> Int[Array, " k"]:

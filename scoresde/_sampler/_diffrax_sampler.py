@@ -2,7 +2,6 @@
 
 import diffrax as dfx
 import equinox as eqx
-import numpy as np
 
 from .._custom_types import Array, Data, Float
 from .._sde import AbstractSDE
@@ -107,14 +106,6 @@ class AbstractDiffraxSampler(AbstractSampler):
 
     def clock_range(self, sde: AbstractSDE) -> tuple[float, float]:
         return float(sde.T), resolve_eps(sde, self.eps)
-
-    def snap_save_times(self, sde: AbstractSDE, ts: Float[Array, " k"]) -> Float[Array, " k"]:
-        if np.any(np.diff(np.asarray(ts)) > 0):
-            raise ValueError(
-                "`saveat` times must be decreasing, from T towards eps (the direction "
-                f"{type(self).__name__} integrates in)."
-            )
-        return super().snap_save_times(sde, ts)
 
     def solve(
         self,

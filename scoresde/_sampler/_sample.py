@@ -13,7 +13,7 @@ from .._condition import bind, one_condition, prepare_condition
 from .._custom_types import Array, Batch, Float, Int, PRNGKeyArray
 from .._sde import AbstractSDE
 from .._sharding import Devices, fold_in_keys, map_batch, resolve_mesh
-from ._base import AbstractSampler
+from ._base import AbstractConditioningSampler, AbstractSampler
 
 
 class SampleResult(eqx.Module):
@@ -25,13 +25,14 @@ class SampleResult(eqx.Module):
       snapshots were asked for.
     - `trajectory`: shape `(n, k, *data)`, the samples at `ts`.
     - `stats`: per-sample counts, each shape `(n,)`: `num_steps` (accepted steps),
-      `num_rejected_steps`, `num_score_evals` (-1 where the solver's count is unknown).
+      `num_rejected_steps`, `num_score_evals` (-1 where the solver's count is unknown);
+      particle samplers add their own (effective sample sizes, log-normaliser estimates).
     """
 
     samples: Batch
     ts: Float[Array, " k"]
     trajectory: Float[Array, "n k *data"]
-    stats: dict[str, Int[Array, " n"]]
+    stats: dict[str, Int[Array, " n"] | Float[Array, " n"]]
 
 
 def _check_shape(shape: tuple[int, ...]) -> None:
@@ -58,23 +59,32 @@ def _resolve_saveat(sampler, sde, saveat) -> Array | None:
 @eqx.filter_jit
 @eqx.debug.assert_max_traces(max_traces=None)  # counts traces, so tests can check retracing
 def _sample_jit(sde, score, sampler, data_shape, key, num, save_ts, mesh, chunk_size, condition):
+    consumes = isinstance(sampler, AbstractConditioningSampler)
     # Runs only when tracing: a cached call pays nothing for the check.
     check_score(
-        score, data_shape, "the data part of `shape`", t=sde.T, condition=one_condition(condition)
+        score,
+        data_shape,
+        "the data part of `shape`",
+        t=sde.T,
+        condition=None if consumes else one_condition(condition),
     )
     keys = fold_in_keys(key, num, mesh)
 
+    def one(sde, score, sampler, k, c, save_ts):
+        if consumes:
+            return sampler.sample_given(sde, score, data_shape, k, save_ts, c)
+        return sampler.sample_one(sde, bind(score, c), data_shape, k, save_ts)
+
     def block(batch, sde, score, sampler, save_ts):
         ks, cs = batch
-        x, traj, stats = jax.vmap(
-            lambda k, c: sampler.sample_one(sde, bind(score, c), data_shape, k, save_ts)
-        )(ks, cs)
+        x, traj, stats = jax.vmap(lambda k, c: one(sde, score, sampler, k, c, save_ts))(ks, cs)
         # Checked per block, inside the device's own program, so the result stays sharded.
         x = eqx.error_if(
             x,
             ~jnp.all(jnp.isfinite(x)),
-            "sample(): a sample is NaN or inf. The score returned a non-finite value, or the "
-            "sampler diverged (step size too large for Langevin, too few steps near eps).",
+            "sample(): a sample is NaN or inf. The score returned a non-finite value (or was "
+            "given a class label outside its classes), or the sampler diverged (step size too "
+            "large for Langevin, too few steps near eps).",
         )
         return x, traj, stats
 
@@ -184,7 +194,16 @@ def sample(
         raise TypeError(f"`sampler` must be an AbstractSampler, got {type(sampler).__name__}.")
     sampler.check(sde)
     check_callable(score)
-    condition = prepare_condition(score, condition, shape[0], "`num_samples`")
+    if isinstance(sampler, AbstractConditioningSampler):
+        if condition is None:
+            raise ValueError(
+                f"{type(sampler).__name__} needs `condition=`: one observation per sample "
+                "(a leading axis of num_samples)."
+            )
+        condition = prepare_condition(None, condition, shape[0], "`num_samples`")
+        sampler.check_condition(shape[1:], one_condition(condition))
+    else:
+        condition = prepare_condition(score, condition, shape[0], "`num_samples`")
     save_ts = _resolve_saveat(sampler, sde, saveat)
     if chunk_size is not None:
         check_num("chunk_size", chunk_size)

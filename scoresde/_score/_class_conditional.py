@@ -1,8 +1,7 @@
-import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
 
-from .._condition import AbstractClassConditional
+from .._condition import AbstractClassConditional, check_labels
 from .._custom_types import Array, Batch, Float, Int, PRNGKeyArray, Scalar, ScalarLike
 from ._gaussian_mixture import GaussianMixtureScore
 
@@ -36,7 +35,6 @@ class ClassConditionalMixture(AbstractClassConditional):
     """
 
     mixture: GaussianMixtureScore
-    num_classes: int = eqx.field(static=True)
 
     def __init__(self, mixture: GaussianMixtureScore):
         if not isinstance(mixture, GaussianMixtureScore):
@@ -44,7 +42,11 @@ class ClassConditionalMixture(AbstractClassConditional):
                 f"`mixture` must be a GaussianMixtureScore, got {type(mixture).__name__}."
             )
         self.mixture = mixture
-        self.num_classes = int(mixture.weights.shape[0])
+
+    @property
+    def num_classes(self) -> int:
+        """$k$, the number of components (the null label is $k$)."""
+        return int(self.mixture.weights.shape[0])
 
     @property
     def sde(self):
@@ -78,7 +80,8 @@ class ClassConditionalMixture(AbstractClassConditional):
 
     def sample(self, key: PRNGKeyArray, condition: Int[Array, " n"], t: ScalarLike = 0.0) -> Batch:
         """One exact draw of $p_t(x \\mid c_i)$ for each label `condition[i]` (a draw of the
-        whole mixture for the null label)."""
+        whole mixture for the null label): as many draws as labels."""
+        check_labels(self, condition)
         condition = jnp.asarray(condition)
         key_c, key_x = jr.split(key)
         k = self.num_classes

@@ -1,6 +1,7 @@
 """`fit`: minibatch training of a score model on an in-memory array."""
 
 import dataclasses
+import json
 import os
 import pathlib
 from typing import Any
@@ -14,7 +15,13 @@ import numpy as np
 import optax
 
 from .._checks import check_finite_rows, check_num, check_score
-from .._condition import check_labels, one_condition, prepare_condition
+from .._condition import (
+    check_labels,
+    check_null_label,
+    one_condition,
+    prepare_condition,
+    real_number,
+)
 from .._custom_types import Array, Float, FloatArrayLike, Int, PRNGKeyArray
 from .._objective import AbstractObjective
 from .._sde import AbstractSDE
@@ -94,7 +101,8 @@ def _check_data(data: FloatArrayLike, batch_size: int) -> Float[Array, "n *data"
 def _check_conditioning(model, condition, dropout: float, null_condition, num: int):
     """The condition (leading axis `num`) and the null condition (one row's structure), as
     JAX arrays, checked at the call."""
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+    dropout = real_number("condition_dropout", dropout)
+    if not 0 <= dropout < 1:
         raise ValueError(f"`condition_dropout` must lie in [0, 1), got {dropout!r}.")
     if condition is None:
         if dropout > 0 or null_condition is not None:
@@ -123,6 +131,7 @@ def _check_conditioning(model, condition, dropout: float, null_condition, num: i
             f"{jax.tree.map(lambda n: n.shape, null)}."
         )
     check_labels(model, jax.tree.map(lambda n: n[None], null))
+    check_null_label(model, null)
     null = jax.tree.map(lambda n, r: n.astype(r.dtype), null, row)
     return condition, null
 
@@ -222,8 +231,8 @@ def fit(
     condition_dropout: float = 0.0,
     null_condition: Any = None,
 ) -> FitResult:
-    r"""Trains `model` (a score `model(t, x)` of one sample) by minimising `objective` on
-    minibatches of `data`.
+    r"""Trains `model` (a score `model(t, x)` of one sample, or `model(t, x, c)` with
+    `condition=`) by minimising `objective` on minibatches of `data`.
 
     Each epoch visits the data in a fresh random order (minibatch $k$ of epoch $e$ comes
     from `permutation(fold_in(key, e))`, the remainder dropped), and step $k$'s loss key
@@ -316,6 +325,7 @@ def fit(
     data = global_data(mesh, data)
     condition = jax.tree.map(lambda c: global_data(mesh, c), condition)
 
+    conditioning = _conditioning_record(condition, condition_dropout, null)
     state = init_state(model, optimizer, key)
     losses = np.zeros((0,), np.float32)
     if resume:
@@ -323,6 +333,13 @@ def fit(
         losses = np.asarray(meta["losses"], np.float32)
         if len(losses) != int(state.step):
             raise ValueError(f"{checkpoint}: loss history and step disagree; it is corrupt.")
+        saved = meta.get("conditioning")
+        if saved is not None and saved != conditioning:
+            raise ValueError(
+                f"{checkpoint} was trained with conditioning {saved}, but this call has "
+                f"{conditioning}; resume with the same `condition`, `condition_dropout` and "
+                "`null_condition`."
+            )
 
     state = replicated(mesh, state)
     from tqdm.auto import tqdm  # here, not at import: in Jupyter it warns without ipywidgets
@@ -362,7 +379,7 @@ def fit(
             if checkpoint is not None and (
                 done == num_steps or (checkpoint_every and done % checkpoint_every == 0)
             ):
-                _save(checkpoint, state, np.concatenate(history))
+                _save(checkpoint, state, np.concatenate(history), conditioning)
     finally:
         bar.close()
 
@@ -375,8 +392,30 @@ def fit(
     )
 
 
-def _save(path, state: TrainState, losses: np.ndarray) -> None:
+def _conditioning_record(condition, dropout, null) -> dict:
+    """What a resumed run must share with the run that wrote the checkpoint."""
+    rows = None if condition is None else jax.tree.map(lambda c: list(c.shape[1:]), condition)
+    # Through JSON and back, so it compares equal to the one read from a checkpoint.
+    return json.loads(
+        json.dumps(
+            {
+                "condition_shapes": rows,
+                "condition_dropout": float(dropout),
+                "null_condition": None
+                if null is None
+                else jax.tree.map(lambda n: n.tolist(), null),
+            }
+        )
+    )
+
+
+def _save(path, state: TrainState, losses: np.ndarray, conditioning: dict) -> None:
     from .. import __version__
 
-    meta = {"step": int(state.step), "losses": losses.tolist(), "scoresde": __version__}
+    meta = {
+        "step": int(state.step),
+        "losses": losses.tolist(),
+        "scoresde": __version__,
+        "conditioning": conditioning,
+    }
     save_checkpoint(pathlib.Path(path), state, metadata=meta)

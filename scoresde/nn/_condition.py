@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
-from .._condition import AbstractClassConditional
+from .._condition import AbstractClassConditional, AbstractConditional
 from .._custom_types import Array, ArrayLike, Float, PRNGKeyArray
 from ._misc import check_int
 
@@ -34,7 +34,7 @@ def condition_key(key: PRNGKeyArray) -> PRNGKeyArray:
     return jr.fold_in(key, _CONDITION_KEY_DATA)
 
 
-class AbstractConditionEmbedding(eqx.Module):
+class AbstractConditionEmbedding(AbstractConditional):
     """A learned map from ONE sample's condition to a vector of `size` features."""
 
     size: eqx.AbstractVar[int]
@@ -63,7 +63,8 @@ class LabelEmbedding(AbstractConditionEmbedding, AbstractClassConditional):
     - `size`: the size of the embedding.
     - `key`: a `jax.random` key for the initialisation.
 
-    Called as `embedding(c)` with ONE 0-d integer label `c` in `[0, num_classes]`.
+    Called as `embedding(c)` with ONE 0-d integer label `c` in `[0, num_classes]`; a
+    traced label outside that range gives a NaN embedding (a concrete one raises).
     """
 
     embedding: eqx.nn.Embedding
@@ -111,7 +112,10 @@ class LabelEmbedding(AbstractConditionEmbedding, AbstractClassConditional):
                     f"{self.usage(name)}; `condition` is {label}, outside [0, {n}]: classes are "
                     f"0..{n - 1} and {n} is the null label."
                 )
-        return self.embedding(c)
+        # A traced label out of range would otherwise be clamped by the lookup, silently
+        # becoming another class: make it NaN, which `sample` and `fit` report.
+        valid = (c >= 0) & (c <= n)
+        return jnp.where(valid, self.embedding(jnp.clip(c, 0, n)), jnp.nan)
 
 
 class VectorEmbedding(AbstractConditionEmbedding):
@@ -125,6 +129,10 @@ class VectorEmbedding(AbstractConditionEmbedding):
     - `key`: a `jax.random` key for the initialisation.
 
     Called as `embedding(c)` with ONE float vector `c` of shape `(condition_size,)`.
+
+    There is no learned "no condition" here: for classifier-free guidance pick a null
+    vector that real conditions never take (for example a vector of zeros when every
+    real condition is non-zero, or append an indicator coordinate).
     """
 
     linear: eqx.nn.Linear
