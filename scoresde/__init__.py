@@ -49,6 +49,7 @@ from ._sampler import (
     LogSNRGrid as LogSNRGrid,
     PredictorCorrector as PredictorCorrector,
     ProbabilityFlowODE as ProbabilityFlowODE,
+    ReplacementInpainting as ReplacementInpainting,
     ReverseDiffusionPredictor as ReverseDiffusionPredictor,
     ReverseSDE as ReverseSDE,
     sample as sample,

@@ -20,6 +20,7 @@ from ._predictor_corrector import (
     ReverseDiffusionPredictor as ReverseDiffusionPredictor,
 )
 from ._probability_flow import ProbabilityFlowODE as ProbabilityFlowODE
+from ._replacement import ReplacementInpainting as ReplacementInpainting
 from ._reverse_sde import ReverseSDE as ReverseSDE
 from ._sample import sample as sample, SampleResult as SampleResult
 from ._twisted import TwistedDiffusionSampler as TwistedDiffusionSampler
