@@ -48,11 +48,11 @@ class AbstractPosteriorGuidance(AbstractConditionBoundary):
 
     @abc.abstractmethod
     def covariance_solve(
-        self, t: ScalarLike, x: Data, linear_denoiser: Callable[[Data], Data]
+        self, t: ScalarLike, x: Data, transposed_denoiser: Callable[[Data], Data]
     ) -> tuple[Callable[[Float[Array, " m"]], Float[Array, " m"]], Scalar]:
         r"""$(r \mapsto \Sigma_t^{-1} r,\; \log\det \Sigma_t)$ for flattened residuals
-        $r = y - A\hat x_0$; `linear_denoiser` is
-        $v \mapsto (\partial \hat x_0/\partial x)\,v$ at `x`."""
+        $r = y - A\hat x_0$; `transposed_denoiser` is
+        $v \mapsto (\partial \hat x_0/\partial x)^\top v$ at `x` (the VJP)."""
 
     def denoise(self, t: ScalarLike, x: Data) -> Data:
         r"""Tweedie's $\hat x_0(x) = (x + s(t)^2 \nabla\log p_t(x))/m(t)$."""
@@ -63,15 +63,15 @@ class AbstractPosteriorGuidance(AbstractConditionBoundary):
         r"""$(\log\tilde p_t(y \mid x),\; \nabla_x \log\tilde p_t(y \mid x),\;
         \nabla_x \log p_t(x))$ from one evaluation of the score and its VJP."""
         x0, pullback = jax.vjp(lambda z: self.denoise(t, z), x)
-        linear_denoiser = lambda v: jax.jvp(lambda z: self.denoise(t, z), (x,), (v,))[1]
+        transposed_denoiser = lambda v: pullback(v.astype(x.dtype))[0]
         residual = (y - self.obs(x0)).reshape(-1)
-        solve, logdet = self.covariance_solve(t, x, linear_denoiser)
+        solve, logdet = self.covariance_solve(t, x, transposed_denoiser)
         weighted = solve(residual)
         log_value = -0.5 * (
             jnp.dot(residual, weighted) + logdet + residual.size * jnp.log(2 * jnp.pi)
         )
         back = self.obs.operator.transpose().mv(weighted.reshape(self.obs.observation_shape))
-        (grad,) = pullback(back.astype(x.dtype))
+        grad = transposed_denoiser(back)
         m, s = self.sde.mean_coeff(t), self.sde.std(t)
         score = ((m * x0 - x) / s**2).astype(x.dtype)  # the score, recovered from x0
         return log_value, grad, score
@@ -129,7 +129,7 @@ class DPS(AbstractPosteriorGuidance):
         self.sde, self.score, self.obs = sde, score, obs
         self.scale = jnp.asarray(scale, dtype=float)
 
-    def covariance_solve(self, t, x, linear_denoiser):
+    def covariance_solve(self, t, x, transposed_denoiser):
         # Sigma = sigma_y^2 / zeta I: zeta scales the log-likelihood's gradient.
         var = (self.obs.noise_std**2 / self.scale).astype(x.dtype)
         m = int(np.prod(self.obs.observation_shape))
@@ -172,7 +172,7 @@ class PiGDM(AbstractPosteriorGuidance):
         _check(sde, score, obs)
         self.sde, self.score, self.obs = sde, score, obs
 
-    def covariance_solve(self, t, x, linear_denoiser):
+    def covariance_solve(self, t, x, transposed_denoiser):
         m, s = self.sde.mean_coeff(t), self.sde.std(t)
         r2 = (s**2 / (m**2 + s**2)).astype(x.dtype)
         A = self.obs.matrix().astype(x.dtype)
@@ -220,8 +220,8 @@ class TMPD(AbstractPosteriorGuidance):
         _check(sde, score, obs)
         self.sde, self.score, self.obs = sde, score, obs
 
-    def covariance_solve(self, t, x, linear_denoiser):
-        return cholesky_solve(tmpd_covariance(self.sde, self.obs, t, x, linear_denoiser))
+    def covariance_solve(self, t, x, transposed_denoiser):
+        return cholesky_solve(tmpd_covariance(self.sde, self.obs, t, x, transposed_denoiser))
 
 
 def cholesky_solve(cov: Float[Array, "m m"]):
@@ -232,13 +232,17 @@ def cholesky_solve(cov: Float[Array, "m m"]):
     return (lambda r: jax.scipy.linalg.cho_solve((chol, True), r)), logdet
 
 
-def tmpd_covariance(sde, obs: LinearObservation, t, x: Data, linear_denoiser) -> Array:
+def tmpd_covariance(sde, obs: LinearObservation, t, x: Data, transposed_denoiser) -> Array:
     r"""$\sigma_y^2 I + A C_t A^\top$ with $C_t = (s^2/m)\,\partial\hat x_0/\partial x$,
-    symmetrised, from one JVP per row of $A$; held fixed (no gradient)."""
+    symmetrised, from one VJP per row of $A$ (the denoiser's pullback, already at hand:
+    $[A J^\top A^\top]_{ij} = a_j \cdot J^\top a_i$, whose symmetric part is that of
+    $A J A^\top$); held fixed (no gradient). VJPs, not JVPs: forward-mode through the
+    batched triangular solves of a mixture's score, nested under the particle and sample
+    vmaps, ran so slowly on XLA:CPU that a 16,000-particle step did not finish."""
     A = obs.matrix().astype(x.dtype)
     rows = A.reshape((A.shape[0],) + x.shape)
-    JAt = jax.vmap(linear_denoiser)(rows).reshape(A.shape[0], -1)  # row i: J a_i
+    JtAt = jax.vmap(transposed_denoiser)(rows).reshape(A.shape[0], -1)  # row i: J^T a_i
     m, s = sde.mean_coeff(t), sde.std(t)
-    ACA = (s**2 / m).astype(x.dtype) * (A @ JAt.T)
+    ACA = (s**2 / m).astype(x.dtype) * (A @ JtAt.T)
     cov = 0.5 * (ACA + ACA.T) + obs.noise_std.astype(x.dtype) ** 2 * jnp.eye(A.shape[0])
     return jax.lax.stop_gradient(cov)
