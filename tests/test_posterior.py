@@ -273,3 +273,26 @@ def test_bad_observation_input_fails_at_the_call():
         prior.posterior(obs, jnp.ones(3))
     with pytest.raises(ValueError, match="acts on samples"):
         _prior(d=4).posterior(obs, y)
+
+
+def test_guidance_names_a_misshapen_observation():
+    prior, obs, y, _ = _problem()
+    for guided in (sd.DPS(VP, prior, obs), sd.TMPD(VP, prior, obs)):
+        with pytest.raises(ValueError, match="`y`.*output shape"):
+            sd.sample(
+                VP,
+                guided,
+                sd.ReverseSDE(num_steps=5),
+                (3, 8),
+                key=jr.key(0),
+                condition=jnp.ones((3, 5)),
+            )
+    with pytest.raises(ValueError, match="acts on samples of shape"):
+        sd.sample(
+            VP,
+            sd.PiGDM(VP, _prior(d=4), obs),
+            sd.ReverseSDE(num_steps=5),
+            (3, 4),
+            key=jr.key(0),
+            condition=jnp.ones((3, 2)),
+        )

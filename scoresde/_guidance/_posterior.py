@@ -62,6 +62,7 @@ class AbstractPosteriorGuidance(AbstractConditionBoundary):
     def likelihood(self, t: ScalarLike, x: Data, y: Data) -> tuple[Scalar, Data, Data]:
         r"""$(\log\tilde p_t(y \mid x),\; \nabla_x \log\tilde p_t(y \mid x),\;
         \nabla_x \log p_t(x))$ from one evaluation of the score and its VJP."""
+        self.obs.check(jnp.shape(x), jnp.shape(y))
         x0, pullback = jax.vjp(lambda z: self.denoise(t, z), x)
         transposed_denoiser = lambda v: pullback(v.astype(x.dtype))[0]
         residual = (y - self.obs(x0)).reshape(-1)
