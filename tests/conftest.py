@@ -1,3 +1,5 @@
+import gc
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,6 +9,18 @@ import scoresde as sd
 
 
 jax.config.update("jax_default_matmul_precision", "highest")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _free_compiled_code():
+    """Drop every compiled executable after each test module.
+
+    XLA:CPU maps about three memory regions per live executable, and JAX's caches keep every
+    executable alive. The suite compiles thousands, so one pytest process went past the
+    kernel's `vm.max_map_count` (65,530) and segfaulted inside the compiler."""
+    yield
+    jax.clear_caches()
+    gc.collect()
 
 
 def mixture_params():
