@@ -140,6 +140,69 @@ def test_tmpd_is_the_exact_posterior_score_for_a_gaussian_prior(sde):
             )
 
 
+def test_a_mask_guides_like_the_operator_of_its_observed_entries():
+    """A mask's hidden entries observe nothing: every guidance, the likelihood and TDS's
+    evidence estimate are those of the operator that keeps only the observed entries (with
+    the mask's 4 outputs they would gain a constant per hidden entry, and TMPD a VJP)."""
+    prior = _prior()
+    keep = np.array([1.0, 0.0, 1.0, 1.0])
+    rows = np.eye(4)[keep > 0]
+    masked = sd.LinearObservation(lx.DiagonalLinearOperator(jnp.asarray(keep)), noise_std=0.4)
+    kept = sd.LinearObservation(rows, noise_std=0.4)
+    assert masked.observed == (0, 2, 3) and kept.observed is None
+    truth = jnp.asarray(prior.means[1])
+    y_mask, y_kept = keep * (truth + 0.3), rows @ (truth + 0.3)
+    x = jnp.asarray(np.random.default_rng(4).normal(size=4))
+    for method in ("DPS", "PiGDM", "TMPD"):
+        on_mask = getattr(sd, method)(VP, prior, masked)
+        on_rows = getattr(sd, method)(VP, prior, kept)
+        for t in (0.1, 0.6):
+            a, b = on_mask.likelihood(t, x, y_mask), on_rows.likelihood(t, x, y_kept)
+            for u, v in zip(a, b, strict=True):
+                np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        masked.log_likelihood(x, y_mask), kept.log_likelihood(x, y_kept), rtol=1e-6
+    )
+    run = lambda obs, y: sd.sample(
+        VP,
+        prior,
+        sd.TwistedDiffusionSampler(obs, num_particles=4, num_steps=20),
+        (3, 4),
+        key=jr.key(2),
+        condition=jnp.broadcast_to(y, (3, *y.shape)),
+        return_info=True,
+    )
+    a, b = run(masked, y_mask), run(kept, y_kept)
+    np.testing.assert_allclose(a.stats["log_normaliser"], b.stats["log_normaliser"], atol=1e-4)
+
+
+def test_tmpd_projects_a_jacobian_that_is_not_a_covariance():
+    """score = -2x/s(t)^2 makes Tweedie's denoiser -x/m, whose C_t = -s^2/m^2 I is negative
+    definite: unprojected, TMPD's Gaussian had a negative variance (NaN). Projected onto
+    the positive semi-definite matrices its covariance is sigma_y^2 I, DPS's."""
+    score = lambda t, x: -2.0 * x / VP.std(t) ** 2
+    obs = sd.LinearObservation(np.random.default_rng(6).normal(size=(2, 4)), noise_std=0.3)
+    y, x = jnp.array([0.5, -1.0]), jnp.array([0.3, -0.2, 0.1, 0.4])
+    for t in (0.05, 0.5, 1.0):
+        tmpd, dps = sd.TMPD(VP, score, obs)(t, x, y), sd.DPS(VP, score, obs)(t, x, y)
+        assert bool(jnp.isfinite(tmpd).all())
+        np.testing.assert_allclose(tmpd, dps, rtol=1e-5, atol=1e-6 * float(jnp.abs(dps).max()))
+
+
+def test_pigdm_takes_a_noiseless_mask():
+    """Noiseless, the mask's hidden entries would make PiGDM's covariance r_t^2 A A^T
+    singular; on its observed entries it is r_t^2 I."""
+    prior = _prior()
+    keep = jnp.array([1.0, 1.0, 0.0, 1.0])
+    obs = sd.LinearObservation(lx.DiagonalLinearOperator(keep))
+    kept = sd.LinearObservation(np.eye(4)[np.asarray(keep) > 0])
+    x, truth = jnp.array([0.3, -0.2, 0.1, 0.4]), jnp.asarray(prior.means[0])
+    got = sd.PiGDM(VP, prior, obs)(0.4, x, keep * truth)
+    want = sd.PiGDM(VP, prior, kept)(0.4, x, truth[np.asarray(keep) > 0])
+    assert bool(jnp.isfinite(got).all())
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
 # -- guidance scores work with every sampler; their error is measured, not hidden ---------
 
 

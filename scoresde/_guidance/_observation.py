@@ -27,10 +27,17 @@ class LinearObservation(eqx.Module):
     - `noise_std`: $\sigma_y \ge 0$ (an array leaf: changing it does not recompile).
       Noiseless observations ($\sigma_y = 0$) are exact constraints; the methods that need
       a likelihood with noise say so at the call.
+
+    **Masks.** The zeros of a concrete mask (`lineax.DiagonalLinearOperator`), and the zero
+    rows of a matrix, are outputs that observe nothing: the likelihood, TMPD's and ΠGDM's
+    covariances and TDS's weights use only the observed entries (`observed`), so a mask
+    costs what its observed pixels cost and its hidden pixels add no constant to
+    $\log p(y)$.
     """
 
     operator: lx.AbstractLinearOperator
     noise_std: Array
+    observed: tuple[int, ...] | None = eqx.field(static=True)
 
     def __init__(self, operator, noise_std: float = 0.0):
         if isinstance(operator, (np.ndarray, jax.Array)):
@@ -60,6 +67,7 @@ class LinearObservation(eqx.Module):
             raise ValueError(f"`noise_std` must be a scalar >= 0, got {noise_std}.")
         self.operator = operator
         self.noise_std = noise_std
+        self.observed = _observed_entries(operator)
 
     @property
     def data_shape(self) -> tuple[int, ...]:
@@ -80,6 +88,31 @@ class LinearObservation(eqx.Module):
         """$A$ as a dense `(m, d)` matrix on flattened samples and observations."""
         return self.operator.as_matrix()
 
+    def observed_size(self) -> int:
+        """The number of observed entries $m$ (a mask's nonzeros)."""
+        return len(self.observed) if self.observed is not None else self._num_outputs()
+
+    def _num_outputs(self) -> int:
+        return int(np.prod(self.observation_shape))
+
+    def observed_matrix(self) -> Float[Array, "m d"]:
+        """The rows of $A$ that observe something, dense, on flattened samples."""
+        A = self.matrix()
+        return A if self.observed is None else A[np.asarray(self.observed)]
+
+    def select(self, v: Data) -> Float[Array, " m"]:
+        """The observed entries of an output-shaped `v`, flattened."""
+        flat = v.reshape(-1)
+        return flat if self.observed is None else flat[np.asarray(self.observed)]
+
+    def embed(self, v: Float[Array, " m"]) -> Data:
+        """The inverse of `select`: observed entries placed in an output-shaped array of
+        zeros."""
+        if self.observed is None:
+            return v.reshape(self.observation_shape)
+        flat = jnp.zeros(self._num_outputs(), v.dtype).at[np.asarray(self.observed)].set(v)
+        return flat.reshape(self.observation_shape)
+
     def __call__(self, x: Data) -> Data:
         """$A x$ for one sample (no noise)."""
         return self.operator.mv(x)
@@ -90,8 +123,9 @@ class LinearObservation(eqx.Module):
         return ax + self.noise_std.astype(ax.dtype) * jr.normal(key, ax.shape, ax.dtype)
 
     def log_likelihood(self, x: Data, y: Data) -> Scalar:
-        """$\\log \\mathcal N(y;\\, A x,\\, \\sigma_y^2 I)$ (needs $\\sigma_y > 0$)."""
-        r = (y - self.operator.mv(x)).reshape(-1)
+        """$\\log \\mathcal N(y;\\, A x,\\, \\sigma_y^2 I)$ over the observed entries
+        (needs $\\sigma_y > 0$)."""
+        r = self.select(y - self.operator.mv(x))
         var = self.noise_std.astype(r.dtype) ** 2
         return -0.5 * (jnp.sum(r**2) / var + r.size * jnp.log(2 * jnp.pi * var))
 
@@ -116,3 +150,21 @@ class LinearObservation(eqx.Module):
                 f"{who} needs a noisy observation (noise_std > 0): its likelihood "
                 "N(y; A x, noise_std^2 I) is a point mass when noise_std = 0."
             )
+
+
+def _observed_entries(operator: lx.AbstractLinearOperator) -> tuple[int, ...] | None:
+    """The outputs that observe something: the nonzeros of a concrete mask
+    (`DiagonalLinearOperator`) or the nonzero rows of a concrete matrix; None (all of
+    them, or not known before tracing) otherwise."""
+    if isinstance(operator, lx.DiagonalLinearOperator):
+        values = operator.diagonal
+    elif isinstance(operator, lx.MatrixLinearOperator):
+        values = operator.matrix
+    else:
+        return None
+    if isinstance(values, jax.core.Tracer):
+        return None
+    values = np.asarray(values)
+    rows = values.reshape(-1) if values.ndim != 2 else np.any(values, axis=1)
+    nonzero = np.flatnonzero(rows != 0)
+    return None if nonzero.size == rows.size else tuple(int(i) for i in nonzero)

@@ -11,7 +11,6 @@ from collections.abc import Callable
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from .._checks import check_callable
 from .._condition import AbstractConditionBoundary
@@ -50,8 +49,8 @@ class AbstractPosteriorGuidance(AbstractConditionBoundary):
     def covariance_solve(
         self, t: ScalarLike, x: Data, transposed_denoiser: Callable[[Data], Data]
     ) -> tuple[Callable[[Float[Array, " m"]], Float[Array, " m"]], Scalar]:
-        r"""$(r \mapsto \Sigma_t^{-1} r,\; \log\det \Sigma_t)$ for flattened residuals
-        $r = y - A\hat x_0$; `transposed_denoiser` is
+        r"""$(r \mapsto \Sigma_t^{-1} r,\; \log\det \Sigma_t)$ for the residuals
+        $r = y - A\hat x_0$ at the observed entries (`obs.select`); `transposed_denoiser` is
         $v \mapsto (\partial \hat x_0/\partial x)^\top v$ at `x` (the VJP)."""
 
     def denoise(self, t: ScalarLike, x: Data) -> Data:
@@ -65,13 +64,13 @@ class AbstractPosteriorGuidance(AbstractConditionBoundary):
         self.obs.check(jnp.shape(x), jnp.shape(y))
         x0, pullback = jax.vjp(lambda z: self.denoise(t, z), x)
         transposed_denoiser = lambda v: pullback(v.astype(x.dtype))[0]
-        residual = (y - self.obs(x0)).reshape(-1)
+        residual = self.obs.select(y - self.obs(x0))
         solve, logdet = self.covariance_solve(t, x, transposed_denoiser)
         weighted = solve(residual)
         log_value = -0.5 * (
             jnp.dot(residual, weighted) + logdet + residual.size * jnp.log(2 * jnp.pi)
         )
-        back = self.obs.operator.transpose().mv(weighted.reshape(self.obs.observation_shape))
+        back = self.obs.operator.transpose().mv(self.obs.embed(weighted))
         grad = transposed_denoiser(back)
         m, s = self.sde.mean_coeff(t), self.sde.std(t)
         score = ((m * x0 - x) / s**2).astype(x.dtype)  # the score, recovered from x0
@@ -133,8 +132,7 @@ class DPS(AbstractPosteriorGuidance):
     def covariance_solve(self, t, x, transposed_denoiser):
         # Sigma = sigma_y^2 / zeta I: zeta scales the log-likelihood's gradient.
         var = (self.obs.noise_std**2 / self.scale).astype(x.dtype)
-        m = int(np.prod(self.obs.observation_shape))
-        return (lambda r: r / var), m * jnp.log(var)
+        return (lambda r: r / var), self.obs.observed_size() * jnp.log(var)
 
 
 class PiGDM(AbstractPosteriorGuidance):
@@ -176,9 +174,8 @@ class PiGDM(AbstractPosteriorGuidance):
     def covariance_solve(self, t, x, transposed_denoiser):
         m, s = self.sde.mean_coeff(t), self.sde.std(t)
         r2 = (s**2 / (m**2 + s**2)).astype(x.dtype)
-        A = self.obs.matrix().astype(x.dtype)
-        noise = self.obs.noise_std.astype(x.dtype) ** 2
-        return cholesky_solve(r2 * (A @ A.T) + noise * jnp.eye(A.shape[0]))
+        A = self.obs.observed_matrix().astype(x.dtype)
+        return gaussian_solve(r2 * (A @ A.T), self.obs.noise_std.astype(x.dtype) ** 2)
 
 
 class TMPD(AbstractPosteriorGuidance):
@@ -194,8 +191,13 @@ class TMPD(AbstractPosteriorGuidance):
     The covariance is held fixed in the gradient. For a Gaussian prior
     $p(x_0 \mid x_t)$ is Gaussian with exactly these moments and $C_t$ does not depend on
     $x_t$, so the guided score is the exact posterior score. $A C_t A^\top$ costs one
-    Jacobian-vector product of the denoiser per observed coordinate ($m$ of them) at
+    vector–Jacobian product of the denoiser per observed coordinate ($m$ of them) at
     every evaluation.
+
+    With a network the symmetrised $A C_t A^\top$ need not be positive semi-definite
+    (the Jacobian of a learned denoiser is not a covariance, least at high noise); it is
+    projected onto the positive semi-definite matrices (negative eigenvalues set to
+    zero), which changes nothing where it is a covariance.
 
     **Arguments:**
 
@@ -222,28 +224,36 @@ class TMPD(AbstractPosteriorGuidance):
         self.sde, self.score, self.obs = sde, score, obs
 
     def covariance_solve(self, t, x, transposed_denoiser):
-        return cholesky_solve(tmpd_covariance(self.sde, self.obs, t, x, transposed_denoiser))
+        ACA = tmpd_covariance(self.sde, self.obs, t, x, transposed_denoiser)
+        return gaussian_solve(ACA, self.obs.noise_std.astype(x.dtype) ** 2)
 
 
-def cholesky_solve(cov: Float[Array, "m m"]):
-    """`(r -> cov^{-1} r, log det cov)` for a symmetric positive definite `cov`, held
-    fixed in gradients."""
-    chol = jnp.linalg.cholesky(jax.lax.stop_gradient(cov))
-    logdet = 2 * jnp.sum(jnp.log(jnp.diagonal(chol)))
-    return (lambda r: jax.scipy.linalg.cho_solve((chol, True), r)), logdet
+def gaussian_solve(cov: Float[Array, "m m"], noise_var: Scalar):
+    r"""`(r -> Σ^{-1} r, log det Σ)` for $\Sigma = P(\text{cov}) + \sigma_y^2 I$, held
+    fixed in gradients, where $P$ projects a symmetric matrix onto the positive
+    semi-definite ones (its negative eigenvalues set to zero). The projection changes
+    nothing where `cov` is a covariance (an exact score's $A C_t A^\top$ is one); a
+    network's Jacobian is not symmetric positive semi-definite, least at high noise, and
+    without it TMPD's Gaussian had a negative variance (a NaN Cholesky factor). Without
+    noise, eigenvalues below $10^{-6}$ of the largest are raised to that floor (the
+    pseudo-inverse's cut-off), so a direction the covariance cannot see gives a large,
+    finite guidance rather than infinity."""
+    lam, vec = jnp.linalg.eigh(jax.lax.stop_gradient(cov))
+    lam = jnp.maximum(lam, 0.0) + noise_var
+    lam = jnp.maximum(lam, 1e-6 * jnp.max(lam) + jnp.finfo(lam.dtype).tiny)
+    return (lambda r: vec @ ((vec.T @ r) / lam)), jnp.sum(jnp.log(lam))
 
 
 def tmpd_covariance(sde, obs: LinearObservation, t, x: Data, transposed_denoiser) -> Array:
-    r"""$\sigma_y^2 I + A C_t A^\top$ with $C_t = (s^2/m)\,\partial\hat x_0/\partial x$,
-    symmetrised, from one VJP per row of $A$ (the denoiser's pullback, already at hand:
+    r"""$A C_t A^\top$ with $C_t = (s^2/m)\,\partial\hat x_0/\partial x$ on the observed
+    rows of $A$, symmetrised, from one VJP per row (the denoiser's pullback, already at hand:
     $[A J^\top A^\top]_{ij} = a_j \cdot J^\top a_i$, whose symmetric part is that of
     $A J A^\top$); held fixed (no gradient). VJPs, not JVPs: forward-mode through the
     batched triangular solves of a mixture's score, nested under the particle and sample
     vmaps, ran so slowly on XLA:CPU that a 16,000-particle step did not finish."""
-    A = obs.matrix().astype(x.dtype)
+    A = obs.observed_matrix().astype(x.dtype)
     rows = A.reshape((A.shape[0],) + x.shape)
     JtAt = jax.vmap(transposed_denoiser)(rows).reshape(A.shape[0], -1)  # row i: J^T a_i
     m, s = sde.mean_coeff(t), sde.std(t)
     ACA = (s**2 / m).astype(x.dtype) * (A @ JtAt.T)
-    cov = 0.5 * (ACA + ACA.T) + obs.noise_std.astype(x.dtype) ** 2 * jnp.eye(A.shape[0])
-    return jax.lax.stop_gradient(cov)
+    return jax.lax.stop_gradient(0.5 * (ACA + ACA.T))

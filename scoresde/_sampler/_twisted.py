@@ -71,7 +71,7 @@ class TwistedDiffusionSampler(AbstractConditioningSampler):
     effective sample size over the run), `num_resamples`, and `log_normaliser`, the
     estimate of $\log p(y)$ under the model. `num_score_evals` counts score evaluations
     per output sample ($K$ per step and one more at $T$), each with its vector–Jacobian
-    product (and, for `"tmpd"`, $m$ Jacobian–vector products).
+    product (and, for `"tmpd"`, $m$ more, one per observed entry).
 
     Sample $i$ depends only on the key, $i$ and $y_i$; its particles stay on one device.
     No trajectories (`saveat`): particles are resampled, so a path is not one particle's.
