@@ -118,9 +118,11 @@ class LinearObservation(eqx.Module):
         return self.operator.mv(x)
 
     def sample(self, key: PRNGKeyArray, x: Data) -> Data:
-        """One noisy observation $y = A x + \\sigma_y \\varepsilon$ of one sample `x`."""
+        """One noisy observation $y = A x + \\sigma_y \\varepsilon$ of one sample `x` (a
+        mask's hidden entries stay 0)."""
         ax = self.operator.mv(x)
-        return ax + self.noise_std.astype(ax.dtype) * jr.normal(key, ax.shape, ax.dtype)
+        noise = self.embed(self.select(jr.normal(key, ax.shape, ax.dtype)))  # hidden: 0
+        return ax + self.noise_std.astype(ax.dtype) * noise
 
     def log_likelihood(self, x: Data, y: Data) -> Scalar:
         """$\\log \\mathcal N(y;\\, A x,\\, \\sigma_y^2 I)$ over the observed entries

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from .._checks import check_callable
 from .._condition import AbstractConditionBoundary
 from .._custom_types import Array, Data, Float, Scalar, ScalarLike
+from .._numerics import small_eigh
 from .._sde import AbstractLinearSDE
 from ._observation import LinearObservation
 
@@ -238,10 +239,11 @@ def gaussian_solve(cov: Float[Array, "m m"], noise_var: Scalar):
     noise, eigenvalues below $10^{-6}$ of the largest are raised to that floor (the
     pseudo-inverse's cut-off), so a direction the covariance cannot see gives a large,
     finite guidance rather than infinity."""
-    lam, vec = jnp.linalg.eigh(jax.lax.stop_gradient(cov))
+    lam, vec = small_eigh(jax.lax.stop_gradient(cov))
     lam = jnp.maximum(lam, 0.0) + noise_var
     lam = jnp.maximum(lam, 1e-6 * jnp.max(lam) + jnp.finfo(lam.dtype).tiny)
-    return (lambda r: vec @ ((vec.T @ r) / lam)), jnp.sum(jnp.log(lam))
+    solve = lambda r: jnp.sum(vec * (jnp.sum(vec * r[:, None], axis=0) / lam), axis=1)
+    return solve, jnp.sum(jnp.log(lam))
 
 
 def tmpd_covariance(sde, obs: LinearObservation, t, x: Data, transposed_denoiser) -> Array:
