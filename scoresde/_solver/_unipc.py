@@ -18,10 +18,25 @@ def _b_vector(hh, variant: str, n: int):
     return [math.factorial(i) * exprel(i + 1, hh) / scale for i in range(1, n + 1)]
 
 
+def _det(rows):
+    """The determinant of a small matrix given as lists of scalars (Laplace expansion)."""
+    if len(rows) == 1:
+        return rows[0][0]
+    return sum(
+        (-1) ** j * rows[0][j] * _det([r[:j] + r[j + 1 :] for r in rows[1:]])
+        for j in range(len(rows))
+    )
+
+
 def _solve(rows, rhs):
-    """Solves the small system `rows @ rho = rhs` (lists of scalars)."""
-    a = jnp.stack([jnp.stack(r) for r in rows])
-    return jnp.linalg.solve(a, jnp.stack(rhs))
+    """Solves the small system `rows @ rho = rhs` (lists of scalars, at most 3 x 3) by
+    Cramer's rule: scalar arithmetic that XLA fuses, where a LAPACK call per step would
+    cost more than the rest of the step's coefficients."""
+    det = _det(rows)
+    cols = range(len(rows))
+    return jnp.stack(
+        [_det([[rhs[i] if j == k else rows[i][j] for j in cols] for i in cols]) / det for k in cols]
+    )
 
 
 def _weights(q, hh, rks, variant, corrector: bool, max_q: int):
