@@ -182,7 +182,10 @@ def sample(
     - `sampler`: [`ReverseSDE`][scoresde.ReverseSDE],
       [`ProbabilityFlowODE`][scoresde.ProbabilityFlowODE], [`Langevin`][scoresde.Langevin],
       [`AnnealedLangevin`][scoresde.AnnealedLangevin],
-      [`PredictorCorrector`][scoresde.PredictorCorrector].
+      [`PredictorCorrector`][scoresde.PredictorCorrector],
+      [`EDMSampler`][scoresde.EDMSampler]; few-step solvers ([`DDIM`][scoresde.DDIM],
+      [`DPMSolverPP`][scoresde.DPMSolverPP], [`UniPC`][scoresde.UniPC]) go inside
+      `ProbabilityFlowODE`/`ReverseSDE`.
     - `shape`: `(num_samples, *data_shape)`.
     - `key`: a JAX PRNG key.
     - `saveat`: trajectory snapshots on the sampler's clock (diffusion time for the
