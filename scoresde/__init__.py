@@ -15,6 +15,7 @@ from ._guidance import (
 from ._likelihood import (
     AbstractDivergence as AbstractDivergence,
     bits_per_dim as bits_per_dim,
+    encode as encode,
     ExactDivergence as ExactDivergence,
     HutchinsonDivergence as HutchinsonDivergence,
     log_prob as log_prob,
@@ -43,6 +44,7 @@ from ._sampler import (
     AbstractTimeGrid as AbstractTimeGrid,
     AnnealedLangevin as AnnealedLangevin,
     EDMGrid as EDMGrid,
+    EDMSampler as EDMSampler,
     EulerMaruyamaPredictor as EulerMaruyamaPredictor,
     Langevin as Langevin,
     LangevinCorrector as LangevinCorrector,
@@ -69,11 +71,20 @@ from ._score import (
 )
 from ._sde import (
     AbstractLinearSDE as AbstractLinearSDE,
+    AbstractScoreTerm as AbstractScoreTerm,
     AbstractSDE as AbstractSDE,
     GridBrownianPath as GridBrownianPath,
+    ProbabilityFlowTerm as ProbabilityFlowTerm,
+    ReverseDriftTerm as ReverseDriftTerm,
     SubVPSDE as SubVPSDE,
     VESDE as VESDE,
     VPSDE as VPSDE,
+)
+from ._solver import (
+    AbstractExponentialSolver as AbstractExponentialSolver,
+    DDIM as DDIM,
+    DPMSolverPP as DPMSolverPP,
+    UniPC as UniPC,
 )
 from ._train import (
     CheckpointError as CheckpointError,

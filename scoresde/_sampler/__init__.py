@@ -4,6 +4,7 @@ from ._base import (
     AbstractSampler as AbstractSampler,
 )
 from ._diffrax_sampler import AbstractDiffraxSampler as AbstractDiffraxSampler
+from ._edm import EDMSampler as EDMSampler
 from ._grid import (
     AbstractTimeGrid as AbstractTimeGrid,
     EDMGrid as EDMGrid,

@@ -109,10 +109,11 @@ class AnnealedLangevin(AbstractSampler):
         data_shape: tuple[int, ...],
         key: PRNGKeyArray,
         save_ts: Float[Array, " k"] | None,
+        initial: Data | None = None,
     ) -> tuple[Data, Float[Array, "k *data"] | None, Stats]:
         assert isinstance(sde, AbstractLinearSDE)
         key_init, key_steps = split2(key)
-        x0 = initial_state(sde, key_init, data_shape, self.init_uniform)
+        x0 = initial_state(sde, key_init, data_shape, self.init_uniform, initial)
         times, alphas = self.level_times(sde), self.step_sizes(sde)
 
         def step(i, x):

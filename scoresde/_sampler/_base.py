@@ -28,9 +28,10 @@ class AbstractSampler(eqx.Module):
       shape `(num_steps + 1,)`: the diffusion time (from $T$ down to $\\epsilon$) for
       samplers that follow it, the step count for the Langevin samplers, `None` for
       adaptive steps. Snapshots (`saveat`) are placed and reported on this clock.
-    - `sample_one(sde, score, data_shape, key, save_ts)`: one sample, its snapshots at the
-      clock values `save_ts` (already snapped to the clock), and its statistics (built
-      with `make_stats`).
+    - `sample_one(sde, score, data_shape, key, save_ts, initial=None)`: one sample, its
+      snapshots at the clock values `save_ts` (already snapped to the clock), and its
+      statistics (built with `make_stats`); `initial`, when given, is the initial state
+      to use instead of a draw.
     - optionally `check(sde)`: raise a clear error if the sampler cannot run on `sde`;
       checks that need no SDE belong in `__check_init__`, so they fail at construction.
 
@@ -91,9 +92,12 @@ class AbstractSampler(eqx.Module):
         data_shape: tuple[int, ...],
         key: PRNGKeyArray,
         save_ts: Float[Array, " k"] | None,
+        initial: Data | None = None,
     ) -> tuple[Data, Float[Array, "k *data"] | None, Stats]:
         """Returns the sample, its snapshots at `save_ts` (or `None`), and statistics
-        (`num_steps`, `num_rejected_steps`, `num_score_evals`)."""
+        (`num_steps`, `num_rejected_steps`, `num_score_evals`). `initial`, when given,
+        replaces the draw of the initial state (a prior draw at $T$, or the Langevin
+        samplers' start)."""
 
 
 class AbstractConditioningSampler(AbstractSampler):
@@ -118,10 +122,11 @@ class AbstractConditioningSampler(AbstractSampler):
         key: PRNGKeyArray,
         save_ts: Float[Array, " k"] | None,
         condition,
+        initial: Data | None = None,
     ) -> tuple[Data, Float[Array, "k *data"] | None, Stats]:
         """As `sample_one`, for one sample's `condition`."""
 
-    def sample_one(self, sde, score, data_shape, key, save_ts):
+    def sample_one(self, sde, score, data_shape, key, save_ts, initial=None):
         raise TypeError(f"{type(self).__name__} needs `condition=` (one per sample).")
 
 
@@ -144,9 +149,13 @@ def initial_state(
     sde: AbstractSDE,
     key: PRNGKeyArray,
     data_shape: tuple[int, ...],
-    init_uniform: tuple[float, float] | None,
+    init_uniform: tuple[float, float] | None = None,
+    initial: Data | None = None,
 ) -> Data:
-    """A draw of the SDE's prior, or uniform on a box when `init_uniform = (low, high)`."""
+    """`initial` if given, else a draw of the SDE's prior, or uniform on a box when
+    `init_uniform = (low, high)`."""
+    if initial is not None:
+        return initial
     if init_uniform is None:
         return sde.prior_sample(key, data_shape)
     low, high = init_uniform

@@ -4,7 +4,8 @@ import diffrax as dfx
 import equinox as eqx
 
 from .._custom_types import Array, Data, Float
-from .._sde import AbstractSDE
+from .._sde import AbstractLinearSDE, AbstractSDE
+from .._solver import AbstractExponentialSolver
 from ._base import (
     AbstractSampler,
     check_denoise,
@@ -22,7 +23,7 @@ from ._grid import AbstractTimeGrid
 def score_evals_per_step(solver: dfx.AbstractSolver, is_sde: bool) -> tuple[int, int] | None:
     """(score evaluations per attempted step, extra evaluations at the start), or `None`
     for a solver whose count we do not know."""
-    if isinstance(solver, dfx.Euler):
+    if isinstance(solver, (dfx.Euler, AbstractExponentialSolver)):
         return 1, 0
     if isinstance(solver, dfx.AbstractSRK):
         ignore = solver.tableau.ignore_stage_f
@@ -85,6 +86,15 @@ class AbstractDiffraxSampler(AbstractSampler):
                 "`stepsize_controller` is for adaptive steps; for fixed steps pass `num_steps` "
                 "(and a `grid`) instead."
             )
+        if (
+            isinstance(self.solver, AbstractExponentialSolver)
+            and self.stepsize_controller is not None
+        ):
+            raise ValueError(
+                f"{type(self.solver).__name__} takes fixed steps only (it makes no error "
+                "estimate, and its multistep history assumes the steps it was given): pass "
+                "`num_steps` (and a `grid`, e.g. LogSNRGrid()) instead of `stepsize_controller`."
+            )
         if not isinstance(self.grid, AbstractTimeGrid):
             raise TypeError(
                 f"`grid` must be an AbstractTimeGrid such as UniformGrid(), got "
@@ -98,6 +108,14 @@ class AbstractDiffraxSampler(AbstractSampler):
     def check(self, sde: AbstractSDE) -> None:
         check_eps(sde, self.eps)
         check_denoise(sde, self.denoise)
+        if isinstance(self.solver, AbstractExponentialSolver) and not isinstance(
+            sde, AbstractLinearSDE
+        ):
+            raise TypeError(
+                f"{type(self.solver).__name__} steps in the log-SNR of a linear SDE (VPSDE, "
+                f"SubVPSDE, VESDE); {type(sde).__name__} is not one. Use a Diffrax solver such "
+                "as diffrax.Heun() or diffrax.Tsit5()."
+            )
 
     def clock(self, sde: AbstractSDE) -> Float[Array, " n+1"] | None:
         if self.adaptive:

@@ -78,9 +78,10 @@ class Langevin(AbstractSampler):
         data_shape: tuple[int, ...],
         key: PRNGKeyArray,
         save_ts: Float[Array, " k"] | None,
+        initial: Data | None = None,
     ) -> tuple[Data, Float[Array, "k *data"] | None, Stats]:
         key_init, key_steps = split2(key)
-        x0 = initial_state(sde, key_init, data_shape, self.init_uniform)
+        x0 = initial_state(sde, key_init, data_shape, self.init_uniform, initial)
         t = jnp.asarray(self._t(sde))
 
         def step(i, x):

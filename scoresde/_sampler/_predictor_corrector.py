@@ -12,6 +12,7 @@ from ._base import (
     check_denoise,
     check_eps,
     check_num,
+    initial_state,
     make_stats,
     nearest_steps,
     resolve_eps,
@@ -171,9 +172,10 @@ class PredictorCorrector(AbstractSampler):
         data_shape: tuple[int, ...],
         key: PRNGKeyArray,
         save_ts: Float[Array, " k"] | None,
+        initial: Data | None = None,
     ) -> tuple[Data, Float[Array, "k *data"] | None, Stats]:
         key_prior, key_steps = split2(key)
-        x0 = sde.prior_sample(key_prior, data_shape)
+        x0 = initial_state(sde, key_prior, data_shape, initial=initial)
         ts = self.clock(sde)
 
         def step(i, x):

@@ -3,7 +3,7 @@ import equinox as eqx
 
 from .._custom_types import Array, Data, Float, PRNGKeyArray
 from .._sde import AbstractSDE
-from ._base import ScoreFn, split2, Stats
+from ._base import initial_state, ScoreFn, split2, Stats
 from ._diffrax_sampler import AbstractDiffraxSampler
 from ._grid import AbstractTimeGrid, UniformGrid
 
@@ -16,7 +16,9 @@ class ProbabilityFlowODE(AbstractDiffraxSampler):
 
     **Arguments:**
 
-    - `solver`: a Diffrax ODE solver (default `diffrax.Tsit5()`).
+    - `solver`: a Diffrax ODE solver (default `diffrax.Tsit5()`), or one of the
+      exponential integrators [`DDIM`][scoresde.DDIM], [`DPMSolverPP`][scoresde.DPMSolverPP],
+      [`UniPC`][scoresde.UniPC] (fixed steps, a linear SDE; best on `LogSNRGrid()`).
     - `num_steps`: number of fixed steps, placed by `grid`; not with `stepsize_controller`.
     - `stepsize_controller`: adaptive steps (default, when `num_steps` is not given,
       `diffrax.PIDController(rtol=1e-5, atol=1e-5)`).
@@ -68,8 +70,9 @@ class ProbabilityFlowODE(AbstractDiffraxSampler):
         data_shape: tuple[int, ...],
         key: PRNGKeyArray,
         save_ts: Float[Array, " k"] | None,
+        initial: Data | None = None,
     ) -> tuple[Data, Float[Array, "k *data"] | None, Stats]:
         key_prior, _ = split2(key)
-        y0 = sde.prior_sample(key_prior, data_shape)
-        terms = sde.probability_flow_term(score)
+        y0 = initial_state(sde, key_prior, data_shape, initial=initial)
+        terms = sde.probability_flow_term(score, self.num_steps)
         return self.solve(sde, score, terms, y0, save_ts, is_sde=False)

@@ -11,6 +11,7 @@ from ._base import (
     AbstractConditioningSampler,
     check_eps,
     check_num,
+    initial_state,
     make_stats,
     nearest_steps,
     resolve_eps,
@@ -120,6 +121,7 @@ class ReplacementInpainting(AbstractConditioningSampler):
         key: PRNGKeyArray,
         save_ts: Float[Array, " k"] | None,
         condition: Data,
+        initial: Data | None = None,
     ) -> tuple[Data, Float[Array, "k *data"] | None, Stats]:
         assert isinstance(sde, AbstractLinearSDE)
         mask = self.obs.operator.diagonal.astype(condition.dtype)
@@ -132,7 +134,7 @@ class ReplacementInpainting(AbstractConditioningSampler):
             return mask * noised.astype(x.dtype) + (1 - mask) * x
 
         key_prior, key_noise = split2(key_init)
-        x0 = replace(sde.prior_sample(key_prior, data_shape), ts[0], key_noise)
+        x0 = replace(initial_state(sde, key_prior, data_shape, initial=initial), ts[0], key_noise)
 
         def step(i, x):
             key_p, key_r = jr.split(jr.fold_in(key_steps, i))

@@ -6,7 +6,8 @@ import jax.numpy as jnp
 
 from .._custom_types import Array, Data, Float, PRNGKeyArray
 from .._sde import AbstractSDE, GridBrownianPath
-from ._base import resolve_eps, ScoreFn, split2, Stats
+from .._solver import AbstractExponentialSolver
+from ._base import initial_state, resolve_eps, ScoreFn, split2, Stats
 from ._diffrax_sampler import AbstractDiffraxSampler
 from ._grid import AbstractTimeGrid, UniformGrid
 
@@ -32,7 +33,9 @@ class ReverseSDE(AbstractDiffraxSampler):
 
     **Arguments:**
 
-    - `solver`: a Diffrax SDE solver (default `diffrax.Euler()`).
+    - `solver`: a Diffrax SDE solver (default `diffrax.Euler()`), or
+      [`DPMSolverPP`][scoresde.DPMSolverPP] / [`DDIM`][scoresde.DDIM], whose stochastic
+      variants (SDE-DPM-Solver++, ancestral DDIM) take the noise from the Brownian path.
     - `num_steps`: number of fixed steps (default 1000 when no controller is given).
     - `stepsize_controller`: an adaptive controller such as
       `diffrax.PIDController(rtol=1e-3, atol=1e-3)`; not with `num_steps`.
@@ -99,6 +102,11 @@ class ReverseSDE(AbstractDiffraxSampler):
                 "Runge-Kutta solvers ignore the direction of a reverse-time solve (t1 < t0) and "
                 "would integrate forward. Use diffrax.Euler() or diffrax.Heun()."
             )
+        if isinstance(self.solver, AbstractExponentialSolver) and not self.solver.supports_sde:
+            raise ValueError(
+                f"{type(self.solver).__name__} integrates the probability-flow ODE only; use it "
+                "with ProbabilityFlowODE, or DPMSolverPP / DDIM with ReverseSDE."
+            )
         if not isinstance(self.solver, (dfx.AbstractItoSolver, dfx.AbstractStratonovichSolver)):
             raise ValueError(
                 f"`solver` must be an SDE solver (Euler, Heun, ...), got "
@@ -126,10 +134,11 @@ class ReverseSDE(AbstractDiffraxSampler):
         data_shape: tuple[int, ...],
         key: PRNGKeyArray,
         save_ts: Float[Array, " k"] | None,
+        initial: Data | None = None,
     ) -> tuple[Data, Float[Array, "k *data"] | None, Stats]:
         key_prior, key_path = split2(key)
-        y0 = sde.prior_sample(key_prior, data_shape)
+        y0 = initial_state(sde, key_prior, data_shape, initial=initial)
         grid_ts = self.clock(sde)
         path = self._brownian_path(sde, data_shape, key_path, grid_ts)
-        terms = sde.reverse_terms(score, path)
+        terms = sde.reverse_terms(score, path, self.num_steps)
         return self.solve(sde, score, terms, y0, save_ts, is_sde=True, grid_ts=grid_ts)

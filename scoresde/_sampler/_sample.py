@@ -8,7 +8,7 @@ import numpy as np
 from beartype import beartype
 from jaxtyping import jaxtyped
 
-from .._checks import check_callable, check_num, check_score
+from .._checks import check_callable, check_finite_rows, check_num, check_score
 from .._condition import bind, one_condition, prepare_condition
 from .._custom_types import Array, Batch, Float, Int, PRNGKeyArray
 from .._sde import AbstractSDE
@@ -42,6 +42,20 @@ def _check_shape(shape: tuple[int, ...]) -> None:
         )
 
 
+def _check_initial(initial, shape: tuple[int, ...]):
+    """`initial` as a float array of exactly `shape` with finite rows, or `None`."""
+    if initial is None:
+        return None
+    if tuple(np.shape(initial)) != tuple(shape):
+        raise ValueError(
+            f"`initial` must have the shape of the samples, `shape` = {tuple(shape)} (one "
+            f"initial state per sample), got {tuple(np.shape(initial))}."
+        )
+    check_finite_rows("initial", initial, "every initial state must be finite")
+    initial = jnp.asarray(initial)
+    return initial if jnp.issubdtype(initial.dtype, jnp.floating) else initial.astype(float)
+
+
 def _resolve_saveat(sampler, sde, saveat) -> Array | None:
     """The snapshot times on the sampler's clock, snapped to the steps it takes."""
     if saveat is None:
@@ -58,7 +72,9 @@ def _resolve_saveat(sampler, sde, saveat) -> Array | None:
 
 @eqx.filter_jit
 @eqx.debug.assert_max_traces(max_traces=None)  # counts traces, so tests can check retracing
-def _sample_jit(sde, score, sampler, data_shape, key, num, save_ts, mesh, chunk_size, condition):
+def _sample_jit(
+    sde, score, sampler, data_shape, key, num, save_ts, mesh, chunk_size, condition, initial
+):
     consumes = isinstance(sampler, AbstractConditioningSampler)
     # Runs only when tracing: a cached call pays nothing for the check.
     check_score(
@@ -70,14 +86,18 @@ def _sample_jit(sde, score, sampler, data_shape, key, num, save_ts, mesh, chunk_
     )
     keys = fold_in_keys(key, num, mesh)
 
-    def one(sde, score, sampler, k, c, save_ts):
+    def one(sde, score, sampler, k, c, x0, save_ts):
+        # `initial` is passed only when given, so samplers written before it keep working.
+        extra = {} if x0 is None else {"initial": x0}
         if consumes:
-            return sampler.sample_given(sde, score, data_shape, k, save_ts, c)
-        return sampler.sample_one(sde, bind(score, c), data_shape, k, save_ts)
+            return sampler.sample_given(sde, score, data_shape, k, save_ts, c, **extra)
+        return sampler.sample_one(sde, bind(score, c), data_shape, k, save_ts, **extra)
 
     def block(batch, sde, score, sampler, save_ts):
-        ks, cs = batch
-        x, traj, stats = jax.vmap(lambda k, c: one(sde, score, sampler, k, c, save_ts))(ks, cs)
+        ks, cs, x0s = batch
+        x, traj, stats = jax.vmap(lambda k, c, x0: one(sde, score, sampler, k, c, x0, save_ts))(
+            ks, cs, x0s
+        )
         # Checked per block, inside the device's own program, so the result stays sharded.
         x = eqx.error_if(
             x,
@@ -90,7 +110,7 @@ def _sample_jit(sde, score, sampler, data_shape, key, num, save_ts, mesh, chunk_
 
     args = (sde, score, sampler, save_ts)
     return map_batch(
-        block, (keys, condition), mesh=mesh, chunk_size=chunk_size, replicated_args=args
+        block, (keys, condition, initial), mesh=mesh, chunk_size=chunk_size, replicated_args=args
     )
 
 
@@ -107,6 +127,7 @@ def sample(
     devices: Devices = None,
     chunk_size: int | None = None,
     condition: Any = None,
+    initial: Float[Array, "n *data"] | Float[np.ndarray, "n *data"] | None = None,
 ) -> Batch: ...
 
 
@@ -123,6 +144,7 @@ def sample(
     devices: Devices = None,
     chunk_size: int | None = None,
     condition: Any = None,
+    initial: Float[Array, "n *data"] | Float[np.ndarray, "n *data"] | None = None,
 ) -> SampleResult: ...
 
 
@@ -139,6 +161,7 @@ def sample(
     devices: Devices = None,
     chunk_size: int | None = None,
     condition: Any = None,
+    initial: Float[Array, "n *data"] | Float[np.ndarray, "n *data"] | None = None,
 ) -> Batch | SampleResult:
     r"""Draws samples by running `sampler` with `score` for the forward SDE `sde`.
 
@@ -159,7 +182,10 @@ def sample(
     - `sampler`: [`ReverseSDE`][scoresde.ReverseSDE],
       [`ProbabilityFlowODE`][scoresde.ProbabilityFlowODE], [`Langevin`][scoresde.Langevin],
       [`AnnealedLangevin`][scoresde.AnnealedLangevin],
-      [`PredictorCorrector`][scoresde.PredictorCorrector].
+      [`PredictorCorrector`][scoresde.PredictorCorrector],
+      [`EDMSampler`][scoresde.EDMSampler]; few-step solvers ([`DDIM`][scoresde.DDIM],
+      [`DPMSolverPP`][scoresde.DPMSolverPP], [`UniPC`][scoresde.UniPC]) go inside
+      `ProbabilityFlowODE`/`ReverseSDE`.
     - `shape`: `(num_samples, *data_shape)`.
     - `key`: a JAX PRNG key.
     - `saveat`: trajectory snapshots on the sampler's clock (diffusion time for the
@@ -184,6 +210,10 @@ def sample(
       on the key, $i$ and its own condition; new condition values do not recompile. To
       share one condition, broadcast it. Class labels are checked against the score's
       classes (the null label included) before any work.
+    - `initial`: the initial states, shape `shape`, instead of draws: the states at $T$
+      for the samplers that run from $T$ (a latent from [`encode`][scoresde.encode]
+      decodes back to its data through `ProbabilityFlowODE`), the chains' starts for the
+      Langevin samplers. Sample $i$ starts from `initial[i]`; it must be finite.
 
     **Returns:**
 
@@ -204,12 +234,13 @@ def sample(
         sampler.check_condition(shape[1:], one_condition(condition))
     else:
         condition = prepare_condition(score, condition, shape[0], "`num_samples`")
+    initial = _check_initial(initial, shape)
     save_ts = _resolve_saveat(sampler, sde, saveat)
     if chunk_size is not None:
         check_num("chunk_size", chunk_size)
     mesh = resolve_mesh(devices, shape[0], "The number of samples")
     x, traj, stats = _sample_jit(
-        sde, score, sampler, shape[1:], key, shape[0], save_ts, mesh, chunk_size, condition
+        sde, score, sampler, shape[1:], key, shape[0], save_ts, mesh, chunk_size, condition, initial
     )
     if not return_info:
         return x

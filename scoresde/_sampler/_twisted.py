@@ -150,6 +150,7 @@ class TwistedDiffusionSampler(AbstractConditioningSampler):
         key: PRNGKeyArray,
         save_ts: Float[Array, " k"] | None,
         condition: Data,
+        initial: Data | None = None,
     ) -> tuple[Data, None, Stats]:
         assert isinstance(sde, AbstractLinearSDE)
         y, k, n = condition, self.num_particles, self.num_steps
@@ -158,7 +159,10 @@ class TwistedDiffusionSampler(AbstractConditioningSampler):
         twists = jax.vmap(lambda t, x: guide.likelihood(t, x, y), in_axes=(None, 0))
         exact = jax.vmap(lambda x: self.obs.log_likelihood(x, y))
         key_init, key_steps, key_pick = jr.split(key, 3)
-        x = jax.vmap(lambda kk: sde.prior_sample(kk, data_shape))(jr.split(key_init, k))
+        if initial is None:
+            x = jax.vmap(lambda kk: sde.prior_sample(kk, data_shape))(jr.split(key_init, k))
+        else:  # every particle starts from the given state
+            x = jnp.broadcast_to(initial, (k, *data_shape))
         log_twist, grad, s = twists(ts[0], x)
         flat = lambda a: a.reshape(k, -1)
 

@@ -5,5 +5,10 @@ from ._base import (
 )
 from ._brownian import GridBrownianPath as GridBrownianPath
 from ._subvp import SubVPSDE as SubVPSDE
+from ._terms import (
+    AbstractScoreTerm as AbstractScoreTerm,
+    ProbabilityFlowTerm as ProbabilityFlowTerm,
+    ReverseDriftTerm as ReverseDriftTerm,
+)
 from ._ve import VESDE as VESDE
 from ._vp import VPSDE as VPSDE

@@ -133,7 +133,9 @@ class AbstractSDE(eqx.Module):
         g = self.diffusion(t)
         return self.drift(t, x) - (0.5 * g**2).astype(x.dtype) * score(t, x)
 
-    def reverse_terms(self, score: ScoreFn, brownian: dfx.AbstractBrownianPath) -> dfx.MultiTerm:
+    def reverse_terms(
+        self, score: ScoreFn, brownian: dfx.AbstractBrownianPath, num_steps: int | None = None
+    ) -> dfx.MultiTerm:
         r"""Diffrax terms of the reverse-time SDE (Anderson, 1982).
 
         $\mathrm{d}x = [f(t, x) - g(t)^2 \nabla_x \log p_t(x)]\,\mathrm{d}t +
@@ -141,16 +143,24 @@ class AbstractSDE(eqx.Module):
         integrates backwards in time when $t_1 < t_0$; the Brownian path lives on
         $[\epsilon, T]$. A conditional score `score(t, x, c)` takes its condition from
         `diffeqsolve(..., args=c)`; with `args=None` the score is called as `score(t, x)`.
+
+        The drift is a `ReverseDriftTerm`, which exposes the SDE and the score to solvers
+        that need them (the exponential integrators); `num_steps` is the number of fixed
+        steps of the solve, if known.
         """
-        drift = dfx.ODETerm(lambda t, y, args: self.reverse_drift(with_args(score, args), t, y))
+        from ._terms import ReverseDriftTerm
+
+        drift = ReverseDriftTerm(self, score, num_steps)
         return dfx.MultiTerm(drift, self._noise_term(brownian))
 
-    def probability_flow_term(self, score: ScoreFn) -> dfx.ODETerm:
+    def probability_flow_term(self, score: ScoreFn, num_steps: int | None = None):
         r"""The probability-flow ODE $\dot x = f(t, x) - \tfrac12 g(t)^2 \nabla_x \log p_t(x)$,
-        whose marginals equal the SDE's."""
-        return dfx.ODETerm(
-            lambda t, y, args: self.probability_flow_drift(with_args(score, args), t, y)
-        )
+        whose marginals equal the SDE's, as a `ProbabilityFlowTerm` (a Diffrax term that
+        also exposes the SDE and the score); `num_steps`: the fixed steps of the solve, if
+        known."""
+        from ._terms import ProbabilityFlowTerm
+
+        return ProbabilityFlowTerm(self, score, num_steps)
 
     def discretize(self, t: ScalarLike, dt: ScalarLike, x: Data) -> tuple[Data, Scalar]:
         r"""One forward step $x_{t} \approx x_{t - \Delta t} + F + G z$ ending at `t`.
