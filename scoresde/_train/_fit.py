@@ -26,7 +26,7 @@ from .._custom_types import Array, Float, FloatArrayLike, Int, PRNGKeyArray
 from .._objective import AbstractObjective
 from .._sde import AbstractSDE
 from .._sharding import batch_sharding, Devices, global_data, replicated, resolve_mesh
-from ._checkpoint import load_checkpoint, save_checkpoint
+from ._checkpoint import load_checkpoint, write
 from ._ema import ema_update
 
 
@@ -326,6 +326,7 @@ def fit(
     condition = jax.tree.map(lambda c: global_data(mesh, c), condition)
 
     conditioning = _conditioning_record(condition, condition_dropout, null)
+    recipe = _model_recipe(model)
     state = init_state(model, optimizer, key)
     losses = np.zeros((0,), np.float32)
     if resume:
@@ -379,7 +380,7 @@ def fit(
             if checkpoint is not None and (
                 done == num_steps or (checkpoint_every and done % checkpoint_every == 0)
             ):
-                _save(checkpoint, state, np.concatenate(history), conditioning)
+                _save(checkpoint, state, np.concatenate(history), conditioning, recipe)
     finally:
         bar.close()
 
@@ -409,7 +410,17 @@ def _conditioning_record(condition, dropout, null) -> dict:
     )
 
 
-def _save(path, state: TrainState, losses: np.ndarray, conditioning: dict) -> None:
+def _model_recipe(model) -> dict | None:
+    """How to rebuild `model` (see `save_model`), or None for a class of the user's own."""
+    from ._recipe import describe
+
+    try:
+        return {"recipe": describe(model), "at": ".ema_model"}
+    except (TypeError, ValueError):
+        return None
+
+
+def _save(path, state: TrainState, losses: np.ndarray, conditioning: dict, recipe) -> None:
     from .. import __version__
 
     meta = {
@@ -418,4 +429,4 @@ def _save(path, state: TrainState, losses: np.ndarray, conditioning: dict) -> No
         "scoresde": __version__,
         "conditioning": conditioning,
     }
-    save_checkpoint(pathlib.Path(path), state, metadata=meta)
+    write(pathlib.Path(path), state, metadata=meta, model=recipe)
