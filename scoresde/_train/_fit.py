@@ -230,6 +230,7 @@ def fit(
     condition: Any = None,
     condition_dropout: float = 0.0,
     null_condition: Any = None,
+    overwrite: bool = False,
 ) -> FitResult:
     r"""Trains `model` (a score `model(t, x)` of one sample, or `model(t, x, c)` with
     `condition=`) by minimising `objective` on minibatches of `data`.
@@ -265,6 +266,9 @@ def fit(
       history to, atomically, every `checkpoint_every` steps and at the end.
     - `resume`: continue from `checkpoint` (which must exist and match the model and
       optimiser, else a clear error).
+    - `overwrite`: with `resume=False`, replace an existing `checkpoint` file. By default
+      an existing file is an error (as in the CLI), so a finished run is never lost to a
+      rerun by mistake.
     - `progress`: show a tqdm progress bar.
     - `devices`: data parallelism: `None` (default) for every device when `batch_size`
       divides evenly over them (else one device, with a warning), a list of devices, or a
@@ -306,6 +310,11 @@ def fit(
             raise ValueError("`checkpoint_every` needs a `checkpoint` file to write to.")
     if resume and checkpoint is None:
         raise ValueError("`resume=True` needs the `checkpoint` file to resume from.")
+    if checkpoint is not None and not resume and not overwrite and os.path.exists(checkpoint):
+        raise FileExistsError(
+            f"`checkpoint` {checkpoint} already exists: pass resume=True to continue that run, "
+            "overwrite=True to replace it, or another file."
+        )
     data = _check_data(data, batch_size)
     objective.check(data.shape[1:])
     condition, null = _check_conditioning(
