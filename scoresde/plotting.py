@@ -39,6 +39,7 @@ __all__ = [
     "animate_reverse",
     "plot_comparison",
     "plot_heatmap",
+    "plot_image_grid",
     "plot_loss",
     "plot_scatter",
     "plot_score",
@@ -644,6 +645,63 @@ def plot_comparison(
     for ax in axes.flat[len(panels) :]:
         ax.set_visible(False)
     fig.tight_layout()
+    return fig
+
+
+def plot_image_grid(
+    images: Any,
+    *,
+    ncols: int | None = None,
+    value_range: tuple[float, float] = (0.0, 1.0),
+    titles: Any = None,
+    cmap: str = "gray",
+    scale: float = 0.6,
+) -> Figure:
+    """A grid of images `(n, C, H, W)` (channel first, 1 or 3 channels), one per cell,
+    without axes: samples of an image model at a glance.
+
+    **Arguments:**
+
+    - `images`: shape `(n, C, H, W)` with `C` 1 or 3; values outside `value_range` are
+      clipped.
+    - `ncols`: images per row; default `ceil(sqrt(n))` (a square grid).
+    - `value_range`: the values shown as black and white (default `(0, 1)`; `(-1, 1)` for
+      images scaled to [-1, 1]).
+    - `titles`: optional one short string per image (for example a classifier's label).
+    - `cmap`: the colour map of 1-channel images.
+    - `scale`: inches per cell.
+
+    **Returns:**
+
+    A new `Figure`; the caller closes it.
+    """
+    x = np.asarray(images, dtype=np.float64)
+    if x.ndim != 4 or x.shape[1] not in (1, 3) or x.shape[0] < 1:
+        raise ValueError(
+            f"`images` must have shape (n, C, H, W) with C 1 or 3 and n >= 1, got {x.shape}."
+        )
+    lo, hi = value_range
+    if not hi > lo:
+        raise ValueError(f"`value_range` must be (low, high) with high > low, got {value_range}.")
+    n = x.shape[0]
+    ncols = int(np.ceil(np.sqrt(n))) if ncols is None else _positive_int(ncols, "ncols")
+    nrows = -(-n // ncols)
+    if titles is not None and len(titles) != n:
+        raise ValueError(f"`titles` must have one entry per image ({n}), got {len(titles)}.")
+    x = np.clip((np.nan_to_num(x, nan=lo) - lo) / (hi - lo), 0.0, 1.0)
+    tall = 1.25 if titles is not None else 1.0
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(scale * ncols, scale * nrows * tall), squeeze=False
+    )
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            img = np.moveaxis(x[i], 0, -1)
+            ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap=cmap, vmin=0, vmax=1)
+            if titles is not None:
+                ax.set_title(str(titles[i]), fontsize=7, pad=2)
+    hspace = 0.3 if titles is not None else 0.05
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.99, wspace=0.05, hspace=hspace)
     return fig
 
 
