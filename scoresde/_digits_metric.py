@@ -138,7 +138,7 @@ def digits_predictions(images) -> tuple[np.ndarray, np.ndarray]:
     probability. A sample whose confidence is high looks like that digit to the
     classifier."""
     model = digits_classifier()
-    logits = eqx.filter_jit(jax.vmap(model))(_images("images", images))
+    logits = eqx.filter_jit(lambda m, x: jax.vmap(m)(x))(model, _images("images", images))
     p = np.asarray(jax.nn.softmax(logits, axis=-1), np.float64)
     return p.argmax(-1), p.max(-1)
 

@@ -9,6 +9,16 @@ import scoresde as sd
 jax.config.update("jax_default_matmul_precision", "highest")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _scoresde_cache(tmp_path_factory):
+    """The digits classifier's cache in a temporary folder, not the user's home; shared
+    by the whole session, so the classifier is trained once."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SCORESDE_CACHE", str(tmp_path_factory.mktemp("scoresde_cache")))
+    yield
+    mp.undo()
+
+
 def mixture_params():
     """A 2-D mixture of 3 Gaussians with unequal weights and full covariances."""
     weights = jnp.array([0.5, 0.3, 0.2])

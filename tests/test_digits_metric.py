@@ -13,12 +13,8 @@ pytest.importorskip("sklearn")
 
 
 @pytest.fixture(scope="module")
-def test_digits(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("SCORESDE_CACHE", str(tmp_path_factory.mktemp("cache")))
-    _digits_metric.digits_classifier.cache_clear()
-    yield np.asarray(sd.datasets.load_digits(split="test")[0])
-    mp.undo()
+def test_digits():
+    return np.asarray(sd.datasets.load_digits(split="test")[0])
 
 
 def _blur(x):

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
+import pytest
 
 import scoresde as sd
 from scoresde import nn
@@ -72,26 +73,29 @@ def test_hutchinson_bits_per_dim_agrees_with_the_exact_trace():
     assert stderr > 0 and abs(diff.mean()) < 3 * stderr
 
 
-def test_cli_evaluate_reports_dequantised_bits_per_dim(tmp_path, capsys):
+def test_cli_digits_train_and_evaluate_report_dequantised_bits_and_frechet(tmp_path, capsys):
+    pytest.importorskip("sklearn")
     from scoresde._cli import main
     from scoresde._cli._commands import pixel_levels
 
     assert pixel_levels(np.arange(17.0).reshape(1, 1, 1, 17) / 16, None) == (17, 1 / 16)
     assert pixel_levels(np.arange(256.0).reshape(1, 1, 16, 16), None) == (256, 1.0)
     assert pixel_levels(np.random.default_rng(0).normal(size=(2, 1, 4, 4)), None) is None
-    levels = np.asarray(jr.randint(jr.key(0), (48, 1, 4, 4), 0, 17)) / 16.0
-    np.save(tmp_path / "x.npy", levels.astype(np.float32))
-    argv = ["train", "--data", tmp_path / "x.npy", "--out", tmp_path / "run", "--steps", 2]
-    argv += ["--batch-size", 16, "--base-channels", 4, "--channel-mults", "1", "--no-progress"]
-    assert main([str(a) for a in argv]) == 0
-    argv = ["evaluate", "--run", tmp_path / "run", "--data", tmp_path / "x.npy", "--num", 8]
+    test = np.asarray(sd.datasets.load_digits(split="test")[0])
+    np.save(tmp_path / "test.npy", test)
+    argv = ["train", "--dataset", "digits", "--num-data", 32, "--out", tmp_path / "run"]
+    argv += ["--steps", 2, "--batch-size", 16, "--base-channels", 4, "--channel-mults", "1"]
+    assert main([str(a) for a in [*argv, "--no-progress"]]) == 0
+    argv = ["evaluate", "--run", tmp_path / "run", "--data", tmp_path / "test.npy", "--num", 8]
     argv += ["--tol", 1e-3, "--sample-steps", 5, "--divergence", "hutchinson", "--no-progress"]
     capsys.readouterr()
     assert main([str(a) for a in argv]) == 0
-    assert "dequantised (17 levels per pixel" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "dequantised (17 levels per pixel" in printed and "digits Fréchet distance" in printed
     report = json.loads((tmp_path / "run" / "evaluation.json").read_text())
-    assert report["num_bins"] == 17 and np.isfinite(report["bits_per_dim"])
-    assert report["bits_per_dim"] > 0  # a discrete figure: never negative
+    assert report["num_bins"] == 17 and report["bits_per_dim"] > 0  # discrete: never negative
+    # Two training steps are far from digits; the held-out rows are the floor.
+    assert report["digits_frechet_distance"] > report["digits_frechet_floor"]
     argv_bad = [*argv[:-1], "--tol", 0]
     assert main([str(a) for a in argv_bad]) == 1
     assert "--tol must be > 0" in capsys.readouterr().err
