@@ -91,8 +91,10 @@ from ._train import (
     fit as fit,
     FitResult as FitResult,
     load_checkpoint as load_checkpoint,
+    load_model as load_model,
     read_metadata as read_metadata,
     save_checkpoint as save_checkpoint,
+    save_model as save_model,
     TrainState as TrainState,
 )
 

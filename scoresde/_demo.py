@@ -94,7 +94,10 @@ def run(
     fig = plotting.plot_comparison(samples, reference=held, area=area, metrics=notes)
     plotting.save(fig, out / "samplers.png")
     plotting.save(plotting.plot_loss(result.losses), out / "loss.png")
-    plotting.save(plotting.plot_score(result.model, 0.05, area=(-3, 3)), out / "score.png")
+    score_fig = plotting.plot_score(
+        result.model, 0.05, area=area, num=24, normalise=True, reference=held
+    )
+    plotting.save(score_fig, out / "score.png")
     traj = sample(
         sde,
         result.model,
@@ -105,10 +108,11 @@ def run(
         return_info=True,
     )
     plotting.save(
-        plotting.plot_trajectories(traj.trajectory, traj.ts, reference=held), out / "paths.png"
+        plotting.plot_trajectories(traj.trajectory, traj.ts, num=12, reference=held),
+        out / "paths.png",
     )
     plotting.animate_reverse(
-        traj.trajectory, out / "reverse.gif", ts=traj.ts, area=area, reference=held
+        traj.trajectory[:1000], out / "reverse.gif", ts=traj.ts, area=area, reference=held, hold=1.5
     )
     np.save(out / "samples.npy", np.asarray(samples[next(iter(samples))]))
     print(f"\nwrote samplers.png, loss.png, score.png, paths.png, reverse.gif to {out}/")

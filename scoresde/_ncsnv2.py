@@ -58,7 +58,9 @@ def geometric_ratio(dim: int) -> float:
     if math.sqrt(2 * dim) <= 3:
         raise ValueError(
             f"geometric_ratio needs dim >= 5 (the equation has no root for D <= 4.5), got "
-            f"dim={dim}; for low-dimensional data pick the number of levels by hand."
+            f"dim={dim}; for low-dimensional data call ncsnv2_hyperparameters(data), which "
+            "uses its low-dimension rule, or pass ncsnv2_hyperparameters(data, dim=5 or more) "
+            "for a ladder from this technique."
         )
     lo, hi = 1.0, 2.0
     while _overlap(hi, dim) > 0.5:
@@ -106,6 +108,11 @@ class NCSNv2Hyperparameters:
     **Fields:** `sigma_max` ($\\sigma_1$), `sigma_min` ($\\sigma_L$), `num_levels` ($L$),
     `gamma` (the ladder's actual ratio $(\\sigma_1/\\sigma_L)^{1/(L-1)}$, at most the
     technique's), `steps_per_level`, `step_size` ($\\epsilon$).
+
+    **Methods** (each builds a fresh object, so call them): `hp.sde()` the `VESDE`,
+    `hp.eps()` the time of $\\sigma_L$, `hp.objective()` the `MultiNoiseDSM` and
+    `hp.sampler(**overrides)` the `AnnealedLangevin`, all on the same levels. To change a
+    field, `dataclasses.replace(hp, step_size=3e-3)`.
     """
 
     sigma_max: float
@@ -140,24 +147,41 @@ class NCSNv2Hyperparameters:
         return AnnealedLangevin(**{**options, **kwargs})
 
 
+LOW_DIM_RATIO = 1.3
+"""The ladder's ratio $\\gamma$ of `ncsnv2_hyperparameters` for data of dimension <= 4."""
+LOW_DIM_STEPS_PER_LEVEL = 33
+LOW_DIM_STEP = 0.3
+"""The low-dimension step: $\\epsilon = 0.3\\,\\sigma_L^2$."""
+
+
 def ncsnv2_hyperparameters(
     data: FloatArrayLike,
     *,
     sigma_min: float = 0.01,
-    steps_per_level: int = 5,
+    steps_per_level: int | None = None,
     dim: int | None = None,
 ) -> NCSNv2Hyperparameters:
     r"""All three NCSNv2 techniques at once (Song & Ermon, 2020): $\sigma_1$ from the data,
     $\gamma$ from the dimension, $L = \lceil\log(\sigma_1/\sigma_L)/\log\gamma\rceil + 1$
     levels, and $\epsilon$ for `steps_per_level`.
 
+    **Low dimension.** Techniques 2 and 3 assume high dimension, where the perturbed data
+    lie on thin shells: technique 2's equation has no root for $D \le 4$, and technique 3's
+    $\epsilon$ is then far too small (on the 2-D 0.95/0.05 mixture of Song & Ermon's toy
+    example it leaves the chains unmixed: weights 0.908/0.092 and the big mode's std 1.14
+    instead of 1). For data of dimension $D \le 4$ (unless `dim=` says otherwise) this
+    function uses a measured rule instead: $\gamma = 1.3$, $T = 33$ steps per level and
+    $\epsilon = 0.3\,\sigma_L^2$. With the exact score of that mixture it gives weights
+    0.937/0.063 and the big mode's std 1.03 at $\sigma_L = 0.01$ (0.937/0.063 and 1.04 at
+    $\sigma_L = 0.1$), from uniform noise on $[-8, 8]^2$, 5000 samples.
+
     **Arguments:**
 
     - `data`: training data `(n, *data_shape)`.
     - `sigma_min`: $\sigma_L$, small enough that $q_{\sigma_L} \approx p_{\text{data}}$.
-    - `steps_per_level`: $T$, Langevin steps per level.
-    - `dim`: the dimension for technique 2 (default: the data's). Low-dimensional toy
-      data (2-D) has no root; pass a larger `dim` to get a denser ladder.
+    - `steps_per_level`: $T$, Langevin steps per level (default 5; 33 in low dimension).
+    - `dim`: the dimension for technique 2 (default: the data's). For low-dimensional
+      data, `dim >= 5` uses techniques 2 and 3 instead of the low-dimension rule.
 
     ??? cite "Reference"
 
@@ -176,14 +200,23 @@ def ncsnv2_hyperparameters(
             f"({sigma_max})."
         )
     dim = int(np.prod(np.shape(data)[1:])) if dim is None else dim
-    gamma = geometric_ratio(dim)
+    check_num("dim", dim)
+    low = math.sqrt(2 * dim) <= 3  # technique 2 has no root
+    if steps_per_level is None:
+        steps_per_level = LOW_DIM_STEPS_PER_LEVEL if low else 5
+    check_num("steps_per_level", steps_per_level)
+    gamma = LOW_DIM_RATIO if low else geometric_ratio(dim)
     num_levels = math.ceil(math.log(sigma_max / sigma_min) / math.log(gamma)) + 1
     ratio = (sigma_max / sigma_min) ** (1 / (num_levels - 1))
+    if low:
+        step_size = LOW_DIM_STEP * sigma_min**2
+    else:
+        step_size = langevin_step_size(sigma_min, ratio, steps_per_level)
     return NCSNv2Hyperparameters(
         sigma_max=sigma_max,
         sigma_min=sigma_min,
         num_levels=num_levels,
         gamma=ratio,
         steps_per_level=steps_per_level,
-        step_size=langevin_step_size(sigma_min, ratio, steps_per_level),
+        step_size=step_size,
     )

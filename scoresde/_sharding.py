@@ -129,9 +129,9 @@ def map_batch(
     )(batched, arrays)
 
 
-def fold_in_keys(key, n: int, mesh: Mesh | None):
-    """`fold_in(key, i)` for i < n, laid out along the batch axis of `mesh`. Called inside
-    the caller's jit, so the keys cost no dispatch of their own and are built where they
-    are used, on every process's devices."""
-    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(n))
+def fold_in_keys(key, n: int, mesh: Mesh | None, offset=0):
+    """`fold_in(key, offset + i)` for i < n, laid out along the batch axis of `mesh`.
+    Called inside the caller's jit, so the keys cost no dispatch of their own and are built
+    where they are used, on every process's devices."""
+    keys = jax.vmap(lambda i: jax.random.fold_in(key, offset + i))(jnp.arange(n))
     return keys if mesh is None else lax.with_sharding_constraint(keys, batch_sharding(mesh))

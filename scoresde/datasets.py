@@ -460,9 +460,13 @@ def _pinwheel(num, key, num_arms, radial_std, tangential_std, rate):
     return 2 * jnp.stack([f[:, 0] * c + f[:, 1] * s, -f[:, 0] * s + f[:, 1] * c], axis=-1)
 
 
+DIGITS_TEST_SIZE = 300
+"""Images in `load_digits(split="test")`; the other 1497 are `split="train"`."""
+
+
 @jaxtyped(typechecker=beartype)
 def load_digits(
-    *, key: PRNGKeyArray | None = None
+    *, key: PRNGKeyArray | None = None, split: str | None = None
 ) -> tuple[Float[Array, "n 1 8 8"], Int[Array, " n"]]:
     r"""scikit-learn's 8×8 handwritten digits: 1797 grey-scale images of the digits 0–9.
 
@@ -473,6 +477,11 @@ def load_digits(
 
     - `key`: if given, the images (and their labels, alike) are shuffled with it;
       otherwise they are in scikit-learn's order.
+    - `split`: `None` (default) for all 1797; `"train"` or `"test"` for a fixed split
+      (a seeded permutation, the same on every machine) into 1497 training and 300
+      held-out images, the split the digits' Fréchet distance
+      ([`metrics.digits_frechet_distance`][scoresde.metrics.digits_frechet_distance])
+      and the CLI's `--dataset digits` use.
 
     **Returns:**
 
@@ -486,8 +495,16 @@ def load_digits(
             'load_digits needs scikit-learn: pip install "scoresde[digits]"'
         ) from None
     digits = sklearn.datasets.load_digits()
-    images = _float(np.asarray(digits.images)[:, None] / 16.0)
-    labels = jnp.asarray(digits.target, dtype=jnp.int32)
+    images = np.asarray(digits.images)[:, None] / 16.0
+    labels = np.asarray(digits.target)
+    if split is not None:
+        if split not in ("train", "test"):
+            raise ValueError(f"`split` must be None, 'train' or 'test', got {split!r}.")
+        order = np.random.RandomState(0).permutation(len(images))
+        rows = order[:-DIGITS_TEST_SIZE] if split == "train" else order[-DIGITS_TEST_SIZE:]
+        images, labels = images[rows], labels[rows]
+    images = _float(images)
+    labels = jnp.asarray(labels, dtype=jnp.int32)
     if key is not None:
         perm = jr.permutation(key, images.shape[0])
         images, labels = images[perm], labels[perm]

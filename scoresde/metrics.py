@@ -23,10 +23,22 @@ from beartype import beartype
 from jaxtyping import jaxtyped
 
 from ._custom_types import Array, Float, PRNGKeyArray, Scalar, ScalarLike
+from ._digits_metric import (
+    digits_classifier as digits_classifier,
+    digits_features as digits_features,
+    digits_frechet_distance as digits_frechet_distance,
+    digits_predictions as digits_predictions,
+    frechet_distance as frechet_distance,
+)
 
 
 __all__ = [
+    "digits_classifier",
+    "digits_features",
+    "digits_frechet_distance",
+    "digits_predictions",
     "energy_distance",
+    "frechet_distance",
     "memorised_fraction",
     "mixture_weights",
     "mmd",

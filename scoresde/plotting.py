@@ -39,6 +39,7 @@ __all__ = [
     "animate_reverse",
     "plot_comparison",
     "plot_heatmap",
+    "plot_image_grid",
     "plot_loss",
     "plot_scatter",
     "plot_score",
@@ -339,6 +340,8 @@ def plot_score(
     area: AreaLike = (-3, 3),
     num: int = 16,
     ax: Axes | None = None,
+    normalise: bool = False,
+    reference: Any = None,
 ) -> Figure:
     r"""Quiver plot of a score field $x \mapsto s(t, x)$ on a `num` x `num` grid.
 
@@ -354,11 +357,17 @@ def plot_score(
     - `area`: `(lo, hi)` for both axes or `((xlo, xhi), (ylo, yhi))`.
     - `num`: grid points along each axis.
     - `ax`: the `Axes` to draw on; a new figure if `None`.
+    - `normalise`: draw every arrow at the same length, coloured by $\log_{10}$ of the
+      score's norm (with a colour bar). Near the data at small `t` the score is huge
+      ($\propto 1/s(t)$) and auto-scaled arrows shrink to dots elsewhere; normalised ones
+      show the direction everywhere.
+    - `reference`: optional points `(m, 2)` (for example the data) drawn underneath in grey.
 
     **Returns:**
 
     The `Figure`.
     """
+    ref = _points(reference, "reference", allow_none=True)
     if not callable(score):
         raise ValueError(f"`score` must be a callable score(t, x), got {type(score).__name__}.")
     box = _area(area)
@@ -381,8 +390,25 @@ def plot_score(
     grid = np.stack([gx.ravel(), gy.ravel()], axis=1)
     field = np.asarray(_score_on_grid(score, t_arr, jnp.asarray(grid, t_arr.dtype)), np.float64)
     field = np.ma.masked_invalid(field)
-    fig, ax = _figure_and_axes(ax)
-    ax.quiver(grid[:, 0], grid[:, 1], field[:, 0], field[:, 1])
+    fig, ax = _figure_and_axes(ax, figsize=(6, 5) if normalise else (5, 5))
+    if ref is not None:
+        ax.scatter(ref[:, 0], ref[:, 1], **_REFERENCE_STYLE)
+    if normalise:
+        norm = np.ma.sqrt(np.ma.sum(field**2, axis=1))
+        unit = field / np.ma.maximum(norm, 1e-30)[:, None]
+        arrows = ax.quiver(
+            grid[:, 0],
+            grid[:, 1],
+            unit[:, 0],
+            unit[:, 1],
+            np.ma.log10(np.ma.maximum(norm, 1e-30)),
+            cmap="viridis",
+            pivot="mid",
+            zorder=2,
+        )
+        fig.colorbar(arrows, ax=ax, label="log10 |score|")
+    else:
+        ax.quiver(grid[:, 0], grid[:, 1], field[:, 0], field[:, 1])
     dx, dy = (box[1] - box[0]) / (num - 1), (box[3] - box[2]) / (num - 1)
     _set_limits(ax, (box[0] - dx / 2, box[1] + dx / 2, box[2] - dy / 2, box[3] + dy / 2))
     ax.set_aspect("equal")
@@ -519,6 +545,28 @@ def plot_loss(
 # --------------------------------------------------------------------------------------------
 
 
+def _marker(n: int) -> tuple[float, float]:
+    """Marker size and opacity for `n` points: dots for thousands, visible marks for tens
+    (a set of 100 drawn with the 1-point dots of 5000 all but vanishes)."""
+    size = float(np.clip(2000.0 / max(n, 1), 1.0, 16.0))
+    return size, (0.5 if n >= 2000 else 0.8)
+
+
+def _widen_for_samples(box, sample_sets) -> tuple[float, float, float, float]:
+    """`box` (the reference's) grown to hold each sample set's central 99% too, by at most
+    half the box's size on each side, so samples just beyond the data are not cut at the
+    edge while a diverged sampler still cannot squash the view."""
+    if not sample_sets:
+        return box
+    lo, hi = np.array([box[0], box[2]]), np.array([box[1], box[3]])
+    size = hi - lo
+    inner = _auto_area(*sample_sets)
+    s_lo, s_hi = np.array([inner[0], inner[2]]), np.array([inner[1], inner[3]])
+    new_lo = np.maximum(np.minimum(lo, s_lo), lo - 0.5 * size)
+    new_hi = np.minimum(np.maximum(hi, s_hi), hi + 0.5 * size)
+    return float(new_lo[0]), float(new_hi[0]), float(new_lo[1]), float(new_hi[1])
+
+
 def plot_comparison(
     samples_by_name: Mapping[str, Any],
     *,
@@ -536,8 +584,13 @@ def plot_comparison(
     - `reference`: optional points `(m, 2)`, shown in their own first panel titled
       "reference".
     - `area`: `(lo, hi)` for both axes or `((xlo, xhi), (ylo, yhi))`. Default: a box holding
-      the central 99% of the reference (or, without one, of all samples) plus a 10% margin,
-      so one diverged sampler does not squash the others.
+      the central 99% of the reference plus a 10% margin, grown to hold the samples'
+      central 99% too by at most half its size each way (so samples just past the data
+      are not cut at the edge, and one diverged sampler does not squash the others);
+      without a reference, the box of all samples.
+
+    Markers grow as the number of points falls (1-point dots for thousands, up to 16 for
+    a hundred or fewer), so a small reference set stays visible.
     - `metrics`: optional dict from some of the names to a short string (for example
       `"MMD 0.012"`), shown as a second line of that panel's title.
     - `kind`: `"scatter"` ([`plot_scatter`][scoresde.plotting.plot_scatter]) or `"heatmap"`
@@ -566,6 +619,8 @@ def plot_comparison(
     if area is None:
         ref = panels.get("reference") if reference is not None else None
         box = _auto_area(ref) if ref is not None else _auto_area(*panels.values())
+        if ref is not None:
+            box = _widen_for_samples(box, [p for n, p in panels.items() if n != "reference"])
     else:
         box = _area(area)
     ncols = min(len(panels), 4) if ncols is None else _positive_int(ncols, "ncols")
@@ -578,9 +633,11 @@ def plot_comparison(
         if kind == "heatmap":
             plot_heatmap(pts, area=(box[:2], box[2:]), resolution=128, ax=ax)
         elif is_ref:
-            ax.scatter(pts[:, 0], pts[:, 1], s=1, alpha=0.5, linewidths=0, color="0.4")
+            size, alpha = _marker(len(pts))
+            ax.scatter(pts[:, 0], pts[:, 1], s=size, alpha=alpha, linewidths=0, color="0.4")
         else:
-            plot_scatter(pts, ax=ax)
+            size, alpha = _marker(len(pts))
+            plot_scatter(pts, ax=ax, s=size, alpha=alpha)
         _set_limits(ax, box)
         ax.set_aspect("equal")
         title = str(name) if is_ref or name not in metrics else f"{name}\n{metrics[name]}"
@@ -588,6 +645,63 @@ def plot_comparison(
     for ax in axes.flat[len(panels) :]:
         ax.set_visible(False)
     fig.tight_layout()
+    return fig
+
+
+def plot_image_grid(
+    images: Any,
+    *,
+    ncols: int | None = None,
+    value_range: tuple[float, float] = (0.0, 1.0),
+    titles: Any = None,
+    cmap: str = "gray",
+    scale: float = 0.6,
+) -> Figure:
+    """A grid of images `(n, C, H, W)` (channel first, 1 or 3 channels), one per cell,
+    without axes: samples of an image model at a glance.
+
+    **Arguments:**
+
+    - `images`: shape `(n, C, H, W)` with `C` 1 or 3; values outside `value_range` are
+      clipped.
+    - `ncols`: images per row; default `ceil(sqrt(n))` (a square grid).
+    - `value_range`: the values shown as black and white (default `(0, 1)`; `(-1, 1)` for
+      images scaled to [-1, 1]).
+    - `titles`: optional one short string per image (for example a classifier's label).
+    - `cmap`: the colour map of 1-channel images.
+    - `scale`: inches per cell.
+
+    **Returns:**
+
+    A new `Figure`; the caller closes it.
+    """
+    x = np.asarray(images, dtype=np.float64)
+    if x.ndim != 4 or x.shape[1] not in (1, 3) or x.shape[0] < 1:
+        raise ValueError(
+            f"`images` must have shape (n, C, H, W) with C 1 or 3 and n >= 1, got {x.shape}."
+        )
+    lo, hi = value_range
+    if not hi > lo:
+        raise ValueError(f"`value_range` must be (low, high) with high > low, got {value_range}.")
+    n = x.shape[0]
+    ncols = int(np.ceil(np.sqrt(n))) if ncols is None else _positive_int(ncols, "ncols")
+    nrows = -(-n // ncols)
+    if titles is not None and len(titles) != n:
+        raise ValueError(f"`titles` must have one entry per image ({n}), got {len(titles)}.")
+    x = np.clip((np.nan_to_num(x, nan=lo) - lo) / (hi - lo), 0.0, 1.0)
+    tall = 1.25 if titles is not None else 1.0
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(scale * ncols, scale * nrows * tall), squeeze=False
+    )
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            img = np.moveaxis(x[i], 0, -1)
+            ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap=cmap, vmin=0, vmax=1)
+            if titles is not None:
+                ax.set_title(str(titles[i]), fontsize=7, pad=2)
+    hspace = 0.3 if titles is not None else 0.05
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.99, wspace=0.05, hspace=hspace)
     return fig
 
 
@@ -613,6 +727,7 @@ def animate_reverse(
     fps: int = 10,
     area: AreaLike | None = None,
     reference: Any = None,
+    hold: float = 0.0,
 ) -> pathlib.Path:
     """Writes an animated GIF of the reverse process: one frame per snapshot.
 
@@ -631,6 +746,7 @@ def animate_reverse(
       the central 99% of the final snapshot and the reference, plus a 10% margin (the data's
       region; a wide prior, as for a VE SDE, starts partly outside the view).
     - `reference`: optional points `(m, 2)` drawn in grey in every frame.
+    - `hold`: seconds to hold the last frame (the samples) before the GIF loops.
 
     **Returns:**
 
@@ -643,6 +759,9 @@ def animate_reverse(
     fps = _positive_int(fps, "fps")
     box = _auto_area(traj[:, -1], ref) if area is None else _area(area)
     k = traj.shape[1]
+    if not (isinstance(hold, (int, float)) and 0 <= hold < 60):
+        raise ValueError(f"`hold` must be a number of seconds in [0, 60), got {hold!r}.")
+    frames = list(range(k)) + [k - 1] * int(round(hold * fps))
 
     fig, ax = plt.subplots(figsize=(5, 5))
     try:
@@ -659,7 +778,7 @@ def animate_reverse(
             title.set_text(f"snapshot {i + 1}/{k}" + (f", {label}" if label else ""))
             return dots, title
 
-        anim = FuncAnimation(fig, frame, frames=k, blit=False)
+        anim = FuncAnimation(fig, frame, frames=frames, blit=False)
         path, tmp = _atomic_target(path)
         try:
             anim.save(tmp, writer=PillowWriter(fps=fps))

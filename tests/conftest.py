@@ -23,6 +23,16 @@ def _free_compiled_code():
     gc.collect()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _scoresde_cache(tmp_path_factory):
+    """The digits classifier's cache in a temporary folder, not the user's home; shared
+    by the whole session, so the classifier is trained once."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SCORESDE_CACHE", str(tmp_path_factory.mktemp("scoresde_cache")))
+    yield
+    mp.undo()
+
+
 def mixture_params():
     """A 2-D mixture of 3 Gaussians with unequal weights and full covariances."""
     weights = jnp.array([0.5, 0.3, 0.2])

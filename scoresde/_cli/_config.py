@@ -32,6 +32,8 @@ DATASETS = {
     "pinwheel": lambda n, k: datasets.pinwheel(n, key=k),
     "circle": lambda n, k: datasets.circle(n, key=k),
     "ncsn_mixture": lambda n, k: datasets.ncsn_mixture(n, key=k),
+    # All 1497 training images of the fixed split (--num-data caps them); (n, 1, 8, 8).
+    "digits": lambda n, k: datasets.load_digits(split="train")[0][:n],
 }
 
 
@@ -215,7 +217,14 @@ def build_model(config: dict, sde):
     key = jr.key(config["seed"])
     k = config.get("num_classes")
     if len(shape) == 3:
-        net = nn.UNet(shape, num_classes=k, key=key)
+        net = nn.UNet(
+            shape,
+            base_channels=config.get("base_channels", 32),
+            channel_mults=tuple(config.get("channel_mults", (1, 2))),
+            num_res_blocks=config.get("num_res_blocks", 1),
+            num_classes=k,
+            key=key,
+        )
     elif time_free(config):
         net = nn.TimeFreeMLP(shape[0], width=config["width"], depth=config["depth"], key=key)
     else:

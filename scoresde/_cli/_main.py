@@ -18,6 +18,9 @@ TRAIN_DEFAULTS = {
     "width": 256,
     "depth": 3,
     "num_levels": 10,
+    "base_channels": 32,
+    "channel_mults": [1, 2],
+    "num_res_blocks": 1,
     "checkpoint_every": 500,
     "seed": 0,
     "out": "run",
@@ -75,6 +78,18 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--width", type=int, help="MLP width (default 256)")
     train.add_argument("--depth", type=int, help="MLP hidden layers (default 3)")
     train.add_argument("--num-levels", type=int, help="noise levels for ncsn (default 10)")
+    train.add_argument(
+        "--base-channels", type=int, help="images: U-Net channels of the first level (default 32)"
+    )
+    train.add_argument(
+        "--channel-mults",
+        type=lambda v: [int(m) for m in v.split(",")],
+        metavar="M1,M2,...",
+        help="images: U-Net channel multiplier per resolution level (default 1,2)",
+    )
+    train.add_argument(
+        "--num-res-blocks", type=int, help="images: U-Net residual blocks per level (default 1)"
+    )
     train.add_argument(
         "--checkpoint-every", type=int, help="steps between checkpoints (default 500)"
     )
@@ -143,7 +158,39 @@ def _parser() -> argparse.ArgumentParser:
         "log p(x | label) and compare samples drawn with the same labels (default: the "
         "unconditional model, through the null label)",
     )
+    evaluate.add_argument(
+        "--divergence",
+        choices=["auto", "exact", "hutchinson"],
+        default="auto",
+        help="the probability-flow divergence: the exact trace (d Jacobian-vector products "
+        "per step), Hutchinson's estimate, or auto (exact only where cheap; default)",
+    )
+    evaluate.add_argument(
+        "--probes", type=int, default=1, help="Hutchinson probes per sample (default 1)"
+    )
+    evaluate.add_argument(
+        "--tol",
+        type=float,
+        default=1e-5,
+        help="rtol = atol of the adaptive ODE solve (default 1e-5; 1e-3 is ~4x faster)",
+    )
+    evaluate.add_argument(
+        "--num-bins",
+        type=int,
+        help="pixel levels for dequantised bits/dim (default: read from the data: 256 for "
+        "8-bit integers, q + 1 for values k/q in [0, 1], e.g. 17 for the digits)",
+    )
+    evaluate.add_argument(
+        "--batch-size", type=int, default=100, help="rows per log-likelihood batch (default 100)"
+    )
+    evaluate.add_argument(
+        "--sample-steps",
+        type=int,
+        default=500,
+        help="Euler steps of the reverse SDE for the samples compared with the data (default 500)",
+    )
     evaluate.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
+    evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     demo = sub.add_parser(
         "demo", help="train on the swiss roll, sample three ways, print metrics, write figures"
@@ -182,7 +229,15 @@ def main(argv: list[str] | None = None) -> int:
 
             sample(args)
         else:
-            _positive(num=args.num)
+            _positive(
+                num=args.num,
+                probes=args.probes,
+                batch_size=args.batch_size,
+                sample_steps=args.sample_steps,
+                num_bins=args.num_bins,
+            )
+            if not args.tol > 0:
+                raise CLIError(f"--tol must be > 0, got {args.tol}")
             from ._commands import evaluate
 
             evaluate(args)

@@ -1,3 +1,4 @@
+import dataclasses
 from collections.abc import Callable
 from typing import Any, Literal, overload
 
@@ -114,9 +115,26 @@ def _sample_jit(
     )
 
 
+def _without_sde(sampler: AbstractSampler) -> tuple[AbstractSDE, AbstractSampler]:
+    """For `sde=None`: Langevin runs on a stand-in SDE whose prior is N(0, I), at `t = 0`
+    unless the sampler names one; any other sampler needs the real SDE."""
+    from .._sde import VPSDE
+    from ._langevin import Langevin
+
+    if not isinstance(sampler, Langevin):
+        raise TypeError(
+            "`sde=None` works only with Langevin (a time-free score); "
+            f"{type(sampler).__name__} runs the forward SDE backwards: pass it "
+            "(e.g. sd.VPSDE())."
+        )
+    if sampler.t is None:
+        sampler = dataclasses.replace(sampler, t=0.0)
+    return VPSDE(), sampler
+
+
 @overload
 def sample(
-    sde: AbstractSDE,
+    sde: AbstractSDE | None,
     score: Callable,
     sampler: AbstractSampler,
     shape: tuple[int, ...],
@@ -133,7 +151,7 @@ def sample(
 
 @overload
 def sample(
-    sde: AbstractSDE,
+    sde: AbstractSDE | None,
     score: Callable,
     sampler: AbstractSampler,
     shape: tuple[int, ...],
@@ -150,7 +168,7 @@ def sample(
 
 @jaxtyped(typechecker=beartype)
 def sample(
-    sde: AbstractSDE,
+    sde: AbstractSDE | None,
     score: Callable,
     sampler: AbstractSampler,
     shape: tuple[int, ...],
@@ -175,7 +193,9 @@ def sample(
     **Arguments:**
 
     - `sde`: the forward SDE ([`VPSDE`][scoresde.VPSDE], [`SubVPSDE`][scoresde.SubVPSDE],
-      [`VESDE`][scoresde.VESDE], ...).
+      [`VESDE`][scoresde.VESDE], ...). `None` for [`Langevin`][scoresde.Langevin] with a
+      time-free score (Kasim's tutorial): the chain then starts from $\mathcal N(0, I)$
+      (or `init_uniform`) and calls the score at `t` (default 0).
     - `score`: a callable `score(t, x)` on ONE sample `x` (no batch axis) returning an
       array shaped like `x`: an exact score, a trained network, a lambda. With
       `condition=`, a conditional score `score(t, x, c)` of one sample and ITS condition.
@@ -222,6 +242,8 @@ def sample(
     _check_shape(shape)
     if not isinstance(sampler, AbstractSampler):
         raise TypeError(f"`sampler` must be an AbstractSampler, got {type(sampler).__name__}.")
+    if sde is None:
+        sde, sampler = _without_sde(sampler)
     sampler.check(sde)
     check_callable(score)
     if isinstance(sampler, AbstractConditioningSampler):

@@ -3,7 +3,7 @@ import jax.random as jr
 
 from .._condition import AbstractClassConditional, check_labels
 from .._custom_types import Array, Batch, Float, Int, PRNGKeyArray, Scalar, ScalarLike
-from ._gaussian_mixture import GaussianMixtureScore
+from ._gaussian_mixture import _key_num_t, GaussianMixtureScore
 
 
 class ClassConditionalMixture(AbstractClassConditional):
@@ -78,9 +78,12 @@ class ClassConditionalMixture(AbstractClassConditional):
         r"""$\log p_t(x \mid c)$ (the mixture's log-density for the null label)."""
         return self.mixture.log_prob_weighted(t, x, self._log_weights(c))
 
-    def sample(self, key: PRNGKeyArray, condition: Int[Array, " n"], t: ScalarLike = 0.0) -> Batch:
+    def sample(self, *args, key: PRNGKeyArray | None = None, t: ScalarLike = 0.0) -> Batch:
         """One exact draw of $p_t(x \\mid c_i)$ for each label `condition[i]` (a draw of the
-        whole mixture for the null label): as many draws as labels."""
+        whole mixture for the null label): as many draws as labels. Called
+        `sample(condition, t=0.0, *, key)` (the older `sample(key, condition, t)` still
+        works)."""
+        key, condition, t = _key_num_t("sample", args, key, t)
         check_labels(self, condition)
         condition = jnp.asarray(condition)
         key_c, key_x = jr.split(key)

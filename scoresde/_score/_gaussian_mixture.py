@@ -88,6 +88,25 @@ def _posterior_components(prior: "GaussianMixtureScore", obs, y: Array):
     return weights, means, 0.5 * (covs + jnp.swapaxes(covs, -1, -2))
 
 
+def _is_key(x) -> bool:
+    if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+        return True
+    return isinstance(x, (jax.Array, np.ndarray)) and x.dtype == jnp.uint32 and x.shape == (2,)
+
+
+def _key_num_t(name: str, args: tuple, key, t):
+    """`(key, num, t)` from `f(num, t, *, key)` or the older `f(key, num, t)`."""
+    if args and _is_key(args[0]):
+        if key is not None:
+            raise TypeError(f"`{name}`: pass the key once, as `key=`.")
+        key, args = args[0], args[1:]
+    if not 1 <= len(args) <= 2:
+        raise TypeError(f"`{name}` is called as {name}(num, t=0.0, *, key=key).")
+    if key is None:
+        raise TypeError(f"`{name}` needs `key=`, a jax.random key: {name}(num, t, key=key).")
+    return key, args[0], (args[1] if len(args) == 2 else t)
+
+
 class GaussianMixtureScore(AbstractExactScore):
     r"""The exact score of a Gaussian mixture pushed through a linear SDE.
 
@@ -195,7 +214,10 @@ class GaussianMixtureScore(AbstractExactScore):
         log_joint, _, _ = self._log_joint(t, x)
         return jax.nn.softmax(log_joint)
 
-    def sample(self, key: PRNGKeyArray, num: int, t: ScalarLike = 0.0) -> Batch:
+    def sample(self, *args, key: PRNGKeyArray | None = None, t: ScalarLike = 0.0) -> Batch:
+        """`num` exact draws of $p_t$: `sample(num, t=0.0, *, key)`, keyed like the rest of
+        the library (the older positional form `sample(key, num, t)` still works)."""
+        key, num, t = _key_num_t("sample", args, key, t)
         key_c, key_z = jr.split(key)
         component = jr.choice(key_c, self.weights.shape[0], (num,), p=self.weights)
         return self.sample_components(key_z, component, t)

@@ -10,3 +10,4 @@ from ._fit import (
     init_state as init_state,
     TrainState as TrainState,
 )
+from ._model_io import load_model as load_model, save_model as save_model

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -39,6 +40,14 @@ def save_checkpoint(path: str | os.PathLike, tree: Any, *, metadata: dict | None
     The file is a header (format, leaf paths/shapes/dtypes, SHA-256 of the payload,
     metadata) followed by `equinox.tree_serialise_leaves`'s payload.
     """
+    write(path, tree, metadata=metadata)
+
+
+def write(
+    path: str | os.PathLike, tree: Any, *, metadata: dict | None = None, model: dict | None = None
+) -> None:
+    """`save_checkpoint`, with the header's `model` entry (`{"recipe": ..., "at": ...}`:
+    how to rebuild the model stored at leaf path prefix `at`) when given."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
@@ -51,6 +60,8 @@ def save_checkpoint(path: str | os.PathLike, tree: Any, *, metadata: dict | None
         "payload_bytes": len(payload),
         "metadata": metadata or {},
     }
+    if model is not None:
+        header["model"] = model
     head = json.dumps(header).encode()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -97,28 +108,101 @@ def read_metadata(path: str | os.PathLike) -> dict:
     return _read(pathlib.Path(path))[0]["metadata"]
 
 
-def load_checkpoint(path: str | os.PathLike, like: T) -> tuple[T, dict]:
-    """Loads a checkpoint written by `save_checkpoint` into the structure of `like` (a
-    pytree of the same kind: same model class, sizes and optimiser). Returns
-    `(tree, metadata)`.
+def _spec_difference(saved: list, expected: list) -> str:
+    if len(saved) != len(expected):
+        return f"{len(saved)} arrays saved, the model has {len(expected)}"
+    pairs = zip(saved, expected, strict=True)
+    a, b = next((a, b) for a, b in pairs if a != b)
+    return f"saved {a}, the model has {b}"
 
-    Raises `CheckpointError` for a truncated or corrupt file, and for one whose leaves
-    (paths, shapes, dtypes) differ from `like`'s, naming the first difference, so nothing
-    is ever loaded partially.
+
+def _arrays(payload: bytes, count: int, path) -> list[np.ndarray]:
+    """The payload's arrays, in order (Equinox writes one `np.save` per array leaf)."""
+    stream = io.BytesIO(payload)
+    out = [np.load(stream) for _ in range(count)]
+    if stream.tell() != len(payload):
+        raise CheckpointError(f"{path}: the payload holds more than its {count} listed arrays.")
+    return out
+
+
+def _model_recipe(like) -> dict | None:
+    """The recipe of the model in `like` (itself, or a TrainState's model), or None when
+    it is not one the library can describe without `hyperparameters`."""
+    from ._fit import TrainState
+    from ._recipe import describe
+
+    model = like.model if isinstance(like, TrainState) else like
+    try:
+        return describe(model)
+    except (TypeError, ValueError, AttributeError):
+        return None
+
+
+def load_into(path, header: dict, payload: bytes, like: T) -> T:
+    """The file's arrays loaded into `like`: the whole tree when the leaves match, or, for
+    a model `like` and a file that stores a model beside other state (a `fit` checkpoint
+    holds its EMA model at `.ema_model`), that model. A `CheckpointError` naming the first
+    difference otherwise."""
+    from ._recipe import difference
+
+    saved_model = header.get("model")
+    given = _model_recipe(like) if saved_model is not None else None
+    if given is not None:
+        diff = difference(saved_model["recipe"], given)
+        if diff is not None:
+            raise CheckpointError(
+                f"{path} was saved from a different model: {diff}. Build the model as "
+                "saved, or load it with load_model(path)."
+            )
+    expected = _leaf_specs(like)
+    if header["leaves"] == expected:
+        return eqx.tree_deserialise_leaves(io.BytesIO(payload), like)
+    at = saved_model["at"] if saved_model is not None else ".ema_model"
+    if at:
+        inner = [
+            [p[len(at) :], shape, dtype]
+            for p, shape, dtype in header["leaves"]
+            if p.startswith(at + ".") or p.startswith(at + "[")
+        ]
+        if inner and inner == expected:
+            arrays = _arrays(payload, len(header["leaves"]), path)
+            picked = [
+                jnp.asarray(a)
+                for a, (p, _, _) in zip(arrays, header["leaves"], strict=True)
+                if p.startswith(at + ".") or p.startswith(at + "[")
+            ]
+            params, static = eqx.partition(like, eqx.is_array)
+            treedef = jax.tree.structure(params)
+            return eqx.combine(jax.tree.unflatten(treedef, picked), static)
+    raise CheckpointError(
+        f"{path} was saved from a different model or optimiser "
+        f"({_spec_difference(header['leaves'], expected)}). Build the same model, objective "
+        "and optimiser as the run that wrote it; to sample, load the model alone: "
+        "load_checkpoint(path, model) or load_model(path)."
+    )
+
+
+def load_checkpoint(path: str | os.PathLike, like: T) -> tuple[T, dict]:
+    """Loads a checkpoint into the structure of `like`. Returns `(tree, metadata)`.
+
+    `like` is either a pytree of the same kind as the one saved (same model class, sizes
+    and optimiser: for a checkpoint of [`fit`][scoresde.fit], a
+    [`TrainState`][scoresde.TrainState]), or just a model built the same way as the one
+    saved: from a file of [`save_model`][scoresde.save_model] that is the model; from a
+    checkpoint of `fit` (or a run directory's `checkpoint.ckpt`), it is the EMA model,
+    the one [`FitResult.model`][scoresde.FitResult] samples with.
+
+    Raises `CheckpointError` for a truncated or corrupt file, and for one made for another
+    model, naming the first difference (the class, a constructor argument such as the
+    activation, the SDE or one of its constants where the file records how its model was
+    built; else the first array whose path, shape or dtype differs), so nothing is ever
+    loaded partially.
     """
     path = pathlib.Path(path)
     header, payload = _read(path)
-    expected = _leaf_specs(like)
-    if header["leaves"] != expected:
-        if len(header["leaves"]) != len(expected):
-            detail = f"{len(header['leaves'])} arrays saved, the model has {len(expected)}"
-        else:
-            pairs = zip(header["leaves"], expected, strict=True)
-            saved, want = next((a, b) for a, b in pairs if a != b)
-            detail = f"saved {saved}, the model has {want}"
-        raise CheckpointError(
-            f"{path} was saved from a different model or optimiser ({detail}). Build the "
-            "same model, objective and optimiser as the run that wrote it."
-        )
-    tree = eqx.tree_deserialise_leaves(io.BytesIO(payload), like)
-    return tree, header["metadata"]
+    return load_into(path, header, payload, like), header["metadata"]
+
+
+def read_header(path: str | os.PathLike) -> tuple[dict, bytes]:
+    """The verified header and payload of a checkpoint."""
+    return _read(pathlib.Path(path))

@@ -26,7 +26,7 @@ from .._custom_types import Array, Float, FloatArrayLike, Int, PRNGKeyArray
 from .._objective import AbstractObjective
 from .._sde import AbstractSDE
 from .._sharding import batch_sharding, Devices, global_data, replicated, resolve_mesh
-from ._checkpoint import load_checkpoint, save_checkpoint
+from ._checkpoint import load_checkpoint, write
 from ._ema import ema_update
 
 
@@ -230,6 +230,7 @@ def fit(
     condition: Any = None,
     condition_dropout: float = 0.0,
     null_condition: Any = None,
+    overwrite: bool = False,
 ) -> FitResult:
     r"""Trains `model` (a score `model(t, x)` of one sample, or `model(t, x, c)` with
     `condition=`) by minimising `objective` on minibatches of `data`.
@@ -265,6 +266,9 @@ def fit(
       history to, atomically, every `checkpoint_every` steps and at the end.
     - `resume`: continue from `checkpoint` (which must exist and match the model and
       optimiser, else a clear error).
+    - `overwrite`: with `resume=False`, replace an existing `checkpoint` file. By default
+      an existing file is an error (as in the CLI), so a finished run is never lost to a
+      rerun by mistake.
     - `progress`: show a tqdm progress bar.
     - `devices`: data parallelism: `None` (default) for every device when `batch_size`
       divides evenly over them (else one device, with a warning), a list of devices, or a
@@ -306,6 +310,11 @@ def fit(
             raise ValueError("`checkpoint_every` needs a `checkpoint` file to write to.")
     if resume and checkpoint is None:
         raise ValueError("`resume=True` needs the `checkpoint` file to resume from.")
+    if checkpoint is not None and not resume and not overwrite and os.path.exists(checkpoint):
+        raise FileExistsError(
+            f"`checkpoint` {checkpoint} already exists: pass resume=True to continue that run, "
+            "overwrite=True to replace it, or another file."
+        )
     data = _check_data(data, batch_size)
     objective.check(data.shape[1:])
     condition, null = _check_conditioning(
@@ -326,6 +335,7 @@ def fit(
     condition = jax.tree.map(lambda c: global_data(mesh, c), condition)
 
     conditioning = _conditioning_record(condition, condition_dropout, null)
+    recipe = _model_recipe(model)
     state = init_state(model, optimizer, key)
     losses = np.zeros((0,), np.float32)
     if resume:
@@ -379,7 +389,7 @@ def fit(
             if checkpoint is not None and (
                 done == num_steps or (checkpoint_every and done % checkpoint_every == 0)
             ):
-                _save(checkpoint, state, np.concatenate(history), conditioning)
+                _save(checkpoint, state, np.concatenate(history), conditioning, recipe)
     finally:
         bar.close()
 
@@ -409,7 +419,17 @@ def _conditioning_record(condition, dropout, null) -> dict:
     )
 
 
-def _save(path, state: TrainState, losses: np.ndarray, conditioning: dict) -> None:
+def _model_recipe(model) -> dict | None:
+    """How to rebuild `model` (see `save_model`), or None for a class of the user's own."""
+    from ._recipe import describe
+
+    try:
+        return {"recipe": describe(model), "at": ".ema_model"}
+    except (TypeError, ValueError):
+        return None
+
+
+def _save(path, state: TrainState, losses: np.ndarray, conditioning: dict, recipe) -> None:
     from .. import __version__
 
     meta = {
@@ -418,4 +438,4 @@ def _save(path, state: TrainState, losses: np.ndarray, conditioning: dict) -> No
         "scoresde": __version__,
         "conditioning": conditioning,
     }
-    save_checkpoint(pathlib.Path(path), state, metadata=meta)
+    write(pathlib.Path(path), state, metadata=meta, model=recipe)
