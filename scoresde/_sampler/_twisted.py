@@ -74,6 +74,10 @@ class TwistedDiffusionSampler(AbstractConditioningSampler):
     product (and, for `"tmpd"`, $m$ more, one per observed entry).
 
     Sample $i$ depends only on the key, $i$ and $y_i$; its particles stay on one device.
+    On a CPU with few cores keep samples × particles per block to about a thousand with
+    `sample(..., chunk_size=)`: jaxlib's batched LAPACK kernels (the triangular solves of a
+    mixture's score) can deadlock XLA's thread pool on 2 cores with a few thousand
+    particles in one call.
     No trajectories (`saveat`): particles are resampled, so a path is not one particle's.
 
     **Arguments:**

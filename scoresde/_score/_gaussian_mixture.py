@@ -1,6 +1,7 @@
 import jax
 import jax.numpy as jnp
 import jax.random as jr
+import jax.scipy as jsp
 import numpy as np
 from beartype import beartype
 from jaxtyping import jaxtyped
@@ -136,11 +137,6 @@ class GaussianMixtureScore(AbstractExactScore):
     weights: Float[Array, " k"]
     means: Float[Array, "k d"]
     covariances: Float[Array, "k d d"]
-    # Sigma_k = U_k diag(lambda_k) U_k^T, once: then C_k(t) = U_k diag(m^2 lambda_k + s^2)
-    # U_k^T at every t with products only, and no LAPACK call (with its thread pool) inside a
-    # sampler's loop.
-    _eigenvalues: Float[Array, "k d"]
-    _eigenvectors: Float[Array, "k d d"]
 
     @jaxtyped(typechecker=beartype)
     def __init__(
@@ -161,8 +157,6 @@ class GaussianMixtureScore(AbstractExactScore):
         self.weights = jnp.asarray(weights, dtype=float)
         self.means = jnp.asarray(means, dtype=float)
         self.covariances = jnp.asarray(covariances, dtype=float)
-        eigenvalues, self._eigenvectors = jnp.linalg.eigh(self.covariances)
-        self._eigenvalues = jnp.maximum(eigenvalues, 0.0)  # a singular one's rounding
 
     def _components(self, t: ScalarLike):
         m, s = self.sde.mean_coeff(t), self.sde.std(t)
@@ -170,20 +164,17 @@ class GaussianMixtureScore(AbstractExactScore):
         cov = m**2 * self.covariances + s**2 * jnp.eye(d)
         return m * self.means, jnp.linalg.cholesky(cov)
 
-    def _log_joint(
+    def _log_joint_and_whitened(
         self, t: ScalarLike, x: Float[Array, " d"], log_weights: Float[Array, " k"] | None = None
     ):
-        """(log w_k N(x; m mu_k, C_k), U_k^T (x - m mu_k) in C_k's eigenbasis, C_k's
-        eigenvalues), with C_k = m^2 Sigma_k + s^2 I."""
-        m, s = self.sde.mean_coeff(t), self.sde.std(t)
-        variances = m**2 * self._eigenvalues + s**2
-        rotated = jnp.sum(self._eigenvectors * (x - m * self.means)[:, :, None], axis=1)
-        logdet = jnp.sum(jnp.log(variances), axis=-1)
+        centres, chol = self._components(t)
+        diff = x - centres
+        white = jax.vmap(lambda c, r: jsp.linalg.solve_triangular(c, r, lower=True))(chol, diff)
+        logdet = 2 * jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
         d = x.shape[0]
-        mahalanobis = jnp.sum(rotated**2 / variances, axis=-1)
-        log_normal = -0.5 * (mahalanobis + logdet + d * jnp.log(2 * jnp.pi))
+        log_normal = -0.5 * (jnp.sum(white**2, axis=-1) + logdet + d * jnp.log(2 * jnp.pi))
         log_weights = jnp.log(self.weights) if log_weights is None else log_weights
-        return log_weights + log_normal, rotated, variances
+        return log_weights + log_normal, white, chol
 
     def log_prob(self, t: ScalarLike, x: Float[Array, " d"]) -> Scalar:
         return self.log_prob_weighted(t, x, None)
@@ -196,22 +187,24 @@ class GaussianMixtureScore(AbstractExactScore):
     ) -> Scalar:
         r"""$\log p_t(x)$ of the mixture with its weights replaced by `exp(log_weights)`
         (normalised; `-inf` drops a component), or its own weights for `None`."""
-        log_joint, _, _ = self._log_joint(t, x, log_weights)
+        log_joint, _, _ = self._log_joint_and_whitened(t, x, log_weights)
         return jax.nn.logsumexp(log_joint)
 
     def score_weighted(
         self, t: ScalarLike, x: Float[Array, " d"], log_weights: Float[Array, " k"] | None
     ) -> Float[Array, " d"]:
         """The score of the mixture with weights `exp(log_weights)`, as `log_prob_weighted`."""
-        log_joint, rotated, variances = self._log_joint(t, x, log_weights)
+        log_joint, white, chol = self._log_joint_and_whitened(t, x, log_weights)
         resp = jax.nn.softmax(log_joint)
-        # C_k^{-1}(x - c_k) = U_k diag(1 / variances_k) U_k^T (x - c_k)
-        precision_diff = jnp.sum(self._eigenvectors * (rotated / variances)[:, None, :], axis=2)
+        # C^{-1}(x - c) = L^{-T} L^{-1}(x - c)
+        precision_diff = jax.vmap(
+            lambda c, w: jsp.linalg.solve_triangular(c, w, lower=True, trans="T")
+        )(chol, white)
         return -jnp.sum(resp[:, None] * precision_diff, axis=0)
 
     def responsibilities(self, t: ScalarLike, x: Float[Array, " d"]) -> Float[Array, " k"]:
         """Posterior probabilities $r_k(x)$ of each component at time `t`."""
-        log_joint, _, _ = self._log_joint(t, x)
+        log_joint, _, _ = self._log_joint_and_whitened(t, x)
         return jax.nn.softmax(log_joint)
 
     def sample(self, *args, key: PRNGKeyArray | None = None, t: ScalarLike = 0.0) -> Batch:
@@ -235,8 +228,9 @@ class GaussianMixtureScore(AbstractExactScore):
 
     def _symmetric_sqrt(self, t: ScalarLike) -> Float[Array, "k d d"]:
         m, s = self.sde.mean_coeff(t), self.sde.std(t)
-        variances = m**2 * self._eigenvalues + s**2
-        return self._eigenvectors * jnp.sqrt(variances)[..., None, :]
+        cov = m**2 * self.covariances + s**2 * jnp.eye(self.means.shape[1])
+        lam, vec = jnp.linalg.eigh(cov)
+        return vec * jnp.sqrt(jnp.maximum(lam, 0.0))[..., None, :]
 
     def posterior(self, obs, y: FloatArrayLike) -> "GaussianMixtureScore":
         r"""The exact posterior $p(x \mid y)$ of this mixture prior under the linear
