@@ -2,7 +2,8 @@
 
 Each notebook asserts its own headline claim in a cell, so a notebook that runs through is a
 notebook whose story still holds. The notebooks run on a temporary copy: the committed
-outputs (from a full run) are never overwritten. About 7-9 minutes on 2 CPU cores.
+outputs (from a full run) are never overwritten. About 5 minutes on 2 CPU cores; marked
+`slow`, so run them with `pytest -m slow tests/test_notebooks.py`.
 """
 
 import pathlib
@@ -29,6 +30,7 @@ def test_the_six_notebooks_are_there():
     ]
 
 
+@pytest.mark.slow  # about 5 minutes for the six: out of the default run (CI's 25-minute budget)
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_fast(path, tmp_path, monkeypatch):
     copy = tmp_path / path.name
