@@ -1,5 +1,6 @@
 """Hand-written baselines the library is measured against: a `lax.scan` Euler–Maruyama loop
-(what a user writes by hand, seed 000), `diffusionjax`'s Euler–Maruyama sampler, and the
+(what a user writes by hand, the SGM-from-scratch tutorial), `diffusionjax`'s Euler–Maruyama
+sampler, and the
 availability checks for the optional references.
 
 All of them integrate the VP SDE's reverse-time SDE from T down to eps on a uniform grid
@@ -16,7 +17,8 @@ import jax.random as jr
 
 
 def scan_euler_maruyama(sde, net, shape, steps, key):
-    """What a user writes by hand (seed 000): one batched network call per step, in a
+    """What a user writes by hand (the SGM-from-scratch tutorial): one batched network call per
+    step, in a
     `lax.scan`. `shape` is `(num, *data)`; `net(t, x)` takes ONE sample."""
     ts = jnp.linspace(sde.T, sde.default_eps, steps + 1)
     key_x, key_w = jr.split(key)

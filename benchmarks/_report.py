@@ -174,7 +174,8 @@ def summary_markdown(res: dict) -> str:
             "## Training throughput",
             "",
             f"{cfg['steps']} steps, batch {cfg['batch']}, DSM on the VP SDE, Adam(1e-3), "
-            "seed 000's MLP on the swiss roll. Ratio: time over the plain `jax.jit` loop's.",
+            "the SGM-from-scratch tutorial's MLP on the swiss roll. Ratio: time over the "
+            "plain `jax.jit` loop's.",
             "",
             "| case | steps/s | ratio | compile s |",
             "|---|---|---|---|",

@@ -23,7 +23,7 @@ import scoresde as sd
 
 
 def reference_loop(sde, net, num, steps, key):
-    """What a user writes by hand (seed 000): one batched network call per step
+    """What a user writes by hand (the SGM-from-scratch tutorial): one batched network call per step
     (`_references.scan_euler_maruyama`, which `run.py` uses too)."""
     return scan_euler_maruyama(sde, net, (num, 2), steps, key)
 

@@ -1,5 +1,6 @@
 """Training throughput: `scoresde.fit` against a plain `jax.jit` + Optax loop with the same
-network (seed 000's 3x256 MLP), objective (DSM, VP SDE), batch size and optimiser.
+network (the SGM-from-scratch tutorial's 3x256 MLP), objective (DSM, VP SDE), batch size and
+optimiser.
 
     python benchmarks/train_throughput.py [--steps 2000] [--batch 512] [--repeats 3]
 

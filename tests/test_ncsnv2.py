@@ -1,4 +1,5 @@
-"""NCSNv2's techniques against numbers checkable by hand, and seed 002's story end to end."""
+"""NCSNv2's techniques against numbers checkable by hand, and the NCSN toy-example tutorial's story
+end to end."""
 
 import math
 
@@ -76,7 +77,8 @@ def test_bad_technique_arguments_raise():
 
 
 def test_seed_002_story_annealed_langevin_recovers_the_weights_plain_does_not():
-    # Seed 002: 0.95 N((-5,-5), I) + 0.05 N((5,5), I). Train NCSN's multi-noise loss, then
+    # The NCSN toy-example tutorial: 0.95 N((-5,-5), I) + 0.05 N((5,5), I). Train NCSN's
+    # multi-noise loss, then
     # annealed Langevin recovers 0.95/0.05 (within 0.05); plain Langevin with the same
     # network at the smallest noise keeps roughly the uniform start's split.
     weights, means, _ = datasets.ncsn_mixture_params()

@@ -65,7 +65,8 @@ def _weight_of_first_mode(score, x):
 
 
 def test_seed_002_plain_langevin_keeps_the_initial_split():
-    """Seed 002: from uniform on [-8, 8]^2, Langevin with the exact score cannot cross the
+    """The NCSN toy-example tutorial: from uniform on [-8, 8]^2, Langevin with the exact score
+    cannot cross the
     low-density gap, so the modes keep the initial split (about 1/2), not 0.95/0.05."""
     sde, score = _seed_002()
     sampler = sd.Langevin(num_steps=1000, step_size=0.01, init_uniform=(-8.0, 8.0))
@@ -93,7 +94,8 @@ def test_seed_002_annealed_langevin_recovers_the_weights():
 
 
 def test_seed_000_memorisation():
-    """Seed 000: the reverse SDE with the exact score of 8 points on the circle puts >= 99%
+    """The SGM-from-scratch tutorial: the reverse SDE with the exact score of 8 points on the
+    circle puts >= 99%
     of samples within 0.05 of a training point, each point getting 1/8 (by the 8-fold
     symmetry) within 4 binomial standard errors."""
     sde = sd.VPSDE(beta_min=0.001, beta_max=3)

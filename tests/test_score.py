@@ -55,7 +55,8 @@ def test_mixture_in_five_dimensions():
 
 
 def test_empirical_score_matches_seed_000():
-    """Seed 000's log p-hat_t: logsumexp over training points of -|x - m x_j|^2 / (2 v)."""
+    """The SGM-from-scratch tutorial's log p-hat_t: logsumexp over training points of -|x - m
+    x_j|^2 / (2 v)."""
     sde = sd.VPSDE(beta_min=0.001, beta_max=3)
     angles = jnp.linspace(0, 2 * jnp.pi * (1 - 1 / 8), 8)
     data = jnp.stack([jnp.cos(angles), jnp.sin(angles)], axis=1)

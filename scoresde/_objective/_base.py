@@ -145,7 +145,7 @@ class TimeDistribution(eqx.Module):
 class MaybeNoisy(eqx.Module):
     r"""Where the time-free objectives (implicit, sliced) evaluate the model.
 
-    Without an SDE: on the data itself at $t = 0$ (seed 001: a time-free network). With a
+    Without an SDE: on the data itself at $t = 0$ (Kasim's tutorial: a time-free network). With a
     linear SDE: at $x_t = m(t)x + s(t)z$, $t \sim U[\epsilon, T]$, weighted by $s(t)^2$ so
     every time contributes on the same scale; these objectives need only samples of
     $p_t$, which $x_t$ is.
