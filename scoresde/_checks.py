@@ -1,5 +1,8 @@
 """Validators shared by every layer: they raise at the call, naming the argument."""
 
+import contextlib
+import numbers
+import re
 from collections.abc import Callable
 
 import equinox as eqx
@@ -10,13 +13,56 @@ import numpy as np
 from ._condition import accepts_condition, conditional_parts, requires_condition
 
 
+def is_integer(value) -> bool:
+    """A Python or numpy integer (not a bool): every integer type a user may pass."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def is_real(value) -> bool:
+    """A Python or numpy real number (not a bool)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def as_python_scalar(value):
+    """A numpy scalar (`np.float32(0.1)`, `np.int64(50)`) as the Python number it equals;
+    anything else unchanged."""
+    if isinstance(value, (np.integer, np.floating, np.bool_)):
+        return value.item()
+    return value
+
+
+def static_number(**kwargs):
+    """A static hyperparameter field (a step count, a step size, `eps`). Numpy scalars are
+    stored as the Python numbers they equal, so they hash, compare and serialise like them."""
+    return eqx.field(static=True, converter=as_python_scalar, **kwargs)
+
+
+def check_key(key, name: str = "key") -> None:
+    """A JAX PRNG key: a typed key (`jax.random.key(0)`) or raw `uint32` key data."""
+    if isinstance(key, (jax.Array, np.ndarray)) and not isinstance(key, jax.core.Tracer):
+        typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ()
+        raw = key.dtype == np.uint32 and key.shape in ((2,), (4,))
+        if typed or raw:
+            return
+    elif isinstance(key, jax.core.Tracer):
+        return
+    given = f"{type(key).__name__} {key!r}" if is_real(key) else type(key).__name__
+    if hasattr(key, "shape") and hasattr(key, "dtype"):
+        given = f"an array of dtype {key.dtype} and shape {tuple(key.shape)}"
+    seed = key if is_integer(key) else "seed"
+    raise TypeError(
+        f"`{name}` must be a JAX PRNG key such as jax.random.key(0), got {given}; pass "
+        f"{name}=jax.random.key({seed})."
+    )
+
+
 def check_num(name: str, value: int, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if not is_integer(value) or value < minimum:
         raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}.")
 
 
 def check_positive(name: str, value: float) -> None:
-    if not (isinstance(value, (int, float)) and value > 0):
+    if not (is_real(value) and value > 0):
         raise ValueError(f"`{name}` must be a number > 0, got {value!r}.")
 
 
@@ -53,6 +99,13 @@ def check_score(
     args = (t, x) if condition is None else (t, x, condition)
     try:
         out = eqx.filter_eval_shape(score, *args)
+    except _TRACER_ERRORS as e:
+        raise ValueError(
+            f"`{name}` uses a traced value (t, x or the condition) as a Python value, e.g. in "
+            f"an `if`, `float()` or numpy: the {name} is traced under jax.jit, so write the "
+            "branch with jnp.where or jax.lax.cond and the maths with jax.numpy. The "
+            f"{name} raised: {type(e).__name__}: {_first_line(e)}"
+        ) from None
     except Exception as e:
         if condition is None and (requires_condition(score) or conditional_parts(score)):
             raise ValueError(
@@ -80,6 +133,15 @@ def check_score(
             f"`{name}(t, x)` must return an array shaped like x, {data_shape} ({where}), but "
             f"it returned {got}."
         )
+
+
+# Raised when a traced value meets Python control flow or numpy: not a shape problem.
+_TRACER_ERRORS = (
+    jax.errors.ConcretizationTypeError,
+    jax.errors.TracerArrayConversionError,
+    jax.errors.TracerBoolConversionError,
+    jax.errors.TracerIntegerConversionError,
+)
 
 
 def _runs_without_condition(score: Callable, t, x) -> bool:
@@ -118,3 +180,35 @@ def check_finite_rows(name: str, x, fix: str) -> None:
             f"`{name}` has NaN or inf in {int(bad.sum())} rows (first: row "
             f"{int(np.argmax(bad))}); {fix}."
         )
+
+
+def check_weights(weights: np.ndarray, name: str = "weights") -> None:
+    """Mixture weights: finite, non-negative, summing to 1 (to float32 round-off)."""
+    if not np.all(np.isfinite(weights)):
+        raise ValueError(f"`{name}` contains NaN or inf: {weights}.")
+    if np.any(weights < 0):
+        bad = int(np.argmin(weights))
+        raise ValueError(
+            f"`{name}` must be non-negative (they are the components' probabilities), but "
+            f"{name}[{bad}] = {weights[bad]:.6g}."
+        )
+    if abs(weights.sum() - 1) > 1e-5:
+        raise ValueError(
+            f"`{name}` must sum to 1, got sum {weights.sum():.6g}; divide them by their sum."
+        )
+
+
+_EQUINOX_MESSAGE = re.compile(r"EquinoxRuntimeError: (.+?)(?:\n\s*\n-{5,}|\Z)", re.DOTALL)
+
+
+@contextlib.contextmanager
+def runtime_errors():
+    """A check that fails while a jitted run executes (`eqx.error_if`, Diffrax's own) as
+    one line naming the cause, instead of Equinox's dump of both stacks. The run is waited
+    for inside, so the error surfaces at the call that caused it."""
+    try:
+        yield
+    except eqx.EquinoxRuntimeError as e:
+        found = _EQUINOX_MESSAGE.findall(str(e))
+        message = found[-1].strip() if found else _first_line(e)
+        raise RuntimeError(" ".join(message.split())) from None

@@ -26,10 +26,29 @@ def resolve_mesh(devices: Devices, batch: int, what: str) -> Mesh | None:
     """
     if isinstance(devices, Mesh):
         mesh = devices
+    elif devices is not None and (
+        isinstance(devices, (str, bytes)) or not isinstance(devices, Sequence)
+    ):
+        raise TypeError(
+            f"`devices` must be None, a list of jax devices or a 1-D jax.sharding.Mesh, got "
+            f"{type(devices).__name__}."
+        )
     else:
         chosen = list(jax.devices() if devices is None else devices)
         if not chosen:
             raise ValueError("`devices` is empty; pass None for all devices, or a list of them.")
+        not_devices = [d for d in chosen if not isinstance(d, jax.Device)]
+        if not_devices:
+            raise TypeError(
+                f"`devices` must hold jax devices (from jax.devices()), got "
+                f"{type(not_devices[0]).__name__} {not_devices[0]!r}."
+            )
+        repeated = [d for i, d in enumerate(chosen) if d in chosen[:i]]
+        if repeated:
+            raise ValueError(
+                f"`devices` lists {repeated[0]} more than once; pass each device once, e.g. "
+                "jax.devices()[:2]."
+            )
         if len(chosen) == 1:
             return None
         if batch % len(chosen):

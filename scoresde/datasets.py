@@ -28,10 +28,11 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
-from beartype import beartype
-from jaxtyping import jaxtyped, Shaped
+from jaxtyping import Shaped
 
+from ._checks import check_weights
 from ._custom_types import Array, Float, Int, PRNGKeyArray, ScalarLike
+from ._typecheck import typechecked
 
 
 __all__ = [
@@ -77,7 +78,7 @@ def _check_positive(name: str, value, *, allow_zero: bool = False) -> None:
         raise ValueError(f"`{name}` must be finite and {bound}, got {value!r}.")
 
 
-@jaxtyped(typechecker=beartype)
+@typechecked
 def circle(
     num: int, *, key: PRNGKeyArray, num_points: int = 8, radius: ScalarLike = 1.0
 ) -> Float[Array, "num 2"]:
@@ -114,7 +115,7 @@ def _circle(num, key, num_points, radius):
     return _float(radius) * jnp.stack([jnp.cos(angle), jnp.sin(angle)], axis=-1)
 
 
-@jaxtyped(typechecker=beartype)
+@typechecked
 def sphere(
     num: int, *, key: PRNGKeyArray, dim: int = 3, radius: ScalarLike = 1.0
 ) -> Float[Array, "num dim"]:
@@ -146,7 +147,7 @@ def _sphere(num, key, dim, radius):
     return _float(radius) * z / jnp.linalg.norm(z, axis=-1, keepdims=True)
 
 
-@jaxtyped(typechecker=beartype)
+@typechecked
 def swiss_roll(
     num: int, *, key: PRNGKeyArray, noise: ScalarLike = 0.0, scale: ScalarLike = 0.2
 ) -> Float[Array, "num 2"]:
@@ -190,16 +191,7 @@ def _swiss_roll(num, key, noise, scale):
     return _float(scale) * x
 
 
-def _check_weights(weights: np.ndarray) -> None:
-    if not np.all(np.isfinite(weights)) or np.any(weights < 0):
-        raise ValueError(f"`weights` must be finite and non-negative, got {weights}.")
-    if abs(weights.sum() - 1) > 1e-5:
-        raise ValueError(
-            f"`weights` must sum to 1, got sum {weights.sum():.6g}; divide them by their sum."
-        )
-
-
-@jaxtyped(typechecker=beartype)
+@typechecked
 def gaussian_mixture(
     num: int,
     *,
@@ -227,7 +219,7 @@ def gaussian_mixture(
     """
     _check_num(num)
     if _concrete(weights):
-        _check_weights(np.asarray(weights))
+        check_weights(np.asarray(weights))
     if _concrete(means) and not np.all(np.isfinite(np.asarray(means))):
         raise ValueError("`means` contains NaN or inf.")
     k = means.shape[0]
@@ -265,7 +257,7 @@ def ncsn_mixture_params() -> tuple[Float[Array, " 2"], Float[Array, "2 2"], Floa
     return weights, means, covariances
 
 
-@jaxtyped(typechecker=beartype)
+@typechecked
 def ncsn_mixture(num: int, *, key: PRNGKeyArray) -> Float[Array, "num 2"]:
     r"""The mixture $0.95\,\mathcal N((-5,-5), I) + 0.05\,\mathcal N((5,5), I)$.
 
@@ -297,7 +289,7 @@ def ncsn_mixture(num: int, *, key: PRNGKeyArray) -> Float[Array, "num 2"]:
     return gaussian_mixture(num, key=key, weights=weights, means=means, stds=1.0)
 
 
-@jaxtyped(typechecker=beartype)
+@typechecked
 def two_moons(num: int, *, key: PRNGKeyArray, noise: ScalarLike = 0.05) -> Float[Array, "num 2"]:
     r"""Two interleaving half circles (scikit-learn's `make_moons`, FFJORD's scaling).
 
@@ -334,7 +326,7 @@ def _two_moons(num, key, noise):
     return 2 * q + jnp.array([-1.0, -0.2])
 
 
-@jaxtyped(typechecker=beartype)
+@typechecked
 def checkerboard(num: int, *, key: PRNGKeyArray) -> Float[Array, "num 2"]:
     r"""Uniform on the 8 "black" squares of a 4×4 checkerboard covering $[-4, 4]^2$ (FFJORD).
 
@@ -363,7 +355,7 @@ def _checkerboard(num, key):
     return 2 * jnp.stack([x1, x2], axis=-1)
 
 
-@jaxtyped(typechecker=beartype)
+@typechecked
 def eight_gaussians(
     num: int,
     *,
@@ -402,7 +394,7 @@ def _eight_gaussians(num, key, radius, std):
     return centre + _float(std) * jr.normal(key_z, (num, 2))
 
 
-@jaxtyped(typechecker=beartype)
+@typechecked
 def pinwheel(
     num: int,
     *,
@@ -464,7 +456,7 @@ DIGITS_TEST_SIZE = 300
 """Images in `load_digits(split="test")`; the other 1497 are `split="train"`."""
 
 
-@jaxtyped(typechecker=beartype)
+@typechecked
 def load_digits(
     *, key: PRNGKeyArray | None = None, split: str | None = None
 ) -> tuple[Float[Array, "n 1 8 8"], Int[Array, " n"]]:
@@ -511,7 +503,7 @@ def load_digits(
     return images, labels
 
 
-@jaxtyped(typechecker=beartype)
+@typechecked
 def train_test_split(
     data: _AnyArray | tuple[_AnyArray, ...],
     *,

@@ -19,8 +19,6 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
-from beartype import beartype
-from jaxtyping import jaxtyped
 
 from ._custom_types import Array, Float, PRNGKeyArray, Scalar, ScalarLike
 from ._digits_metric import (
@@ -30,6 +28,7 @@ from ._digits_metric import (
     digits_predictions as digits_predictions,
     frechet_distance as frechet_distance,
 )
+from ._typecheck import typechecked
 
 
 __all__ = [
@@ -197,7 +196,7 @@ def _nearest(a, b, block):
 # Public metrics
 
 
-@jaxtyped(typechecker=beartype)
+@typechecked
 def energy_distance(x: _X, y: _Y, *, chunk_size: int | None = None) -> Scalar:
     r"""The (squared) energy distance between the distributions of two samples.
 
@@ -235,7 +234,7 @@ def energy_distance(x: _X, y: _Y, *, chunk_size: int | None = None) -> Scalar:
     )
 
 
-@jaxtyped(typechecker=beartype)
+@typechecked
 def mmd(
     x: _X, y: _Y, *, bandwidth: ScalarLike | None = None, chunk_size: int | None = None
 ) -> Scalar:
@@ -320,7 +319,7 @@ def _sliced_wasserstein(x, y, key, num_projections, p, block):
     return (jnp.sum(costs) / num_projections) ** (1 / p)
 
 
-@jaxtyped(typechecker=beartype)
+@typechecked
 def sliced_wasserstein(
     x: _X, y: _Y, *, key: PRNGKeyArray, num_projections: int = 128, p: int | float = 2
 ) -> Scalar:
@@ -372,7 +371,7 @@ def _check_means(samples, means) -> None:
     _same_data_shape("samples", samples, "means", means)
 
 
-@jaxtyped(typechecker=beartype)
+@typechecked
 def mixture_weights(samples: _X, means: _Means) -> Float[Array, " k"]:
     r"""The fraction of samples nearest (in Euclidean distance) to each mean.
 
@@ -396,7 +395,7 @@ def mixture_weights(samples: _X, means: _Means) -> Float[Array, " k"]:
     return counts.astype(samples.dtype) / samples.shape[0]
 
 
-@jaxtyped(typechecker=beartype)
+@typechecked
 def weight_error(samples: _X, means: _Means, weights: _Weights) -> Scalar:
     r"""The largest error in the mode weights: $\max_k |\hat w_k - w_k|$, with $\hat w$ from
     [`mixture_weights`][scoresde.metrics.mixture_weights].
@@ -417,7 +416,7 @@ def weight_error(samples: _X, means: _Means, weights: _Weights) -> Scalar:
     return jnp.max(jnp.abs(estimate - jnp.asarray(weights, dtype=estimate.dtype)))
 
 
-@jaxtyped(typechecker=beartype)
+@typechecked
 def nearest_neighbour_distance(
     samples: _X, train: _Y, *, chunk_size: int | None = None
 ) -> Float[Array, " n"]:
@@ -448,7 +447,7 @@ def nearest_neighbour_distance(
     return _nearest(samples, train, block)[1]
 
 
-@jaxtyped(typechecker=beartype)
+@typechecked
 def memorised_fraction(
     samples: _X, train: _Y, *, radius: ScalarLike, chunk_size: int | None = None
 ) -> Scalar:

@@ -207,7 +207,7 @@ def test_shape_that_does_not_match_the_score(vp):
 
 def test_wrong_argument_types(vp):
     with pytest.raises(Exception, match="shape"):
-        sd.sample(vp, _score(vp), sd.ReverseSDE(num_steps=5), [4, 2], key=jr.PRNGKey(0))
+        sd.sample(vp, _score(vp), sd.ReverseSDE(num_steps=5), (4.5, 2), key=jr.PRNGKey(0))
     with pytest.raises(TypeError, match="sampler"):
         sd.sample(vp, _score(vp), "euler", (4, 2), key=jr.PRNGKey(0))
     with pytest.raises(Exception, match="key"):

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 
-from .._checks import check_num
+from .._checks import check_num, static_number
 from .._custom_types import Array, Data, Float, PRNGKeyArray, Scalar
 
 
@@ -69,7 +69,7 @@ class HutchinsonDivergence(AbstractDivergence):
         ```
     """
 
-    num_probes: int = eqx.field(static=True, default=1)
+    num_probes: int = static_number(default=1)
     probe: Literal["rademacher", "gaussian"] = eqx.field(static=True, default="rademacher")
     needs_key = True
 

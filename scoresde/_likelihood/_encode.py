@@ -8,16 +8,23 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from beartype import beartype
-from jaxtyping import jaxtyped
 
-from .._checks import check_callable, check_eps, check_finite_rows, check_num, check_score
+from .._checks import (
+    check_callable,
+    check_eps,
+    check_finite_rows,
+    check_num,
+    check_score,
+    runtime_errors,
+)
 from .._condition import bind, one_condition, prepare_condition
 from .._custom_types import Array, Float, FloatArrayLike
+from .._sampler._diffrax_sampler import check_solve
 from .._sampler._grid import AbstractTimeGrid, UniformGrid
 from .._sde import AbstractLinearSDE, AbstractSDE
 from .._sharding import batch_sharding, Devices, map_batch, resolve_mesh
 from .._solver import AbstractExponentialSolver
+from .._typecheck import typechecked
 
 
 @eqx.filter_jit
@@ -40,7 +47,10 @@ def _encode_jit(sde, score, x, solver, controller, grid, num_steps, eps, max_ste
             y0=x,
             stepsize_controller=step_control,
             max_steps=max_steps if num_steps is None else num_steps,
+            throw=num_steps is not None,
         )
+        if num_steps is None:
+            return check_solve(sol, sol.ys, bind(score, c)(eps, x), "encode()")[-1]
         return sol.ys[-1]
 
     def block(batch, *args):
@@ -57,7 +67,7 @@ def _encode_jit(sde, score, x, solver, controller, grid, num_steps, eps, max_ste
     return map_batch(block, (x, c), mesh=mesh, chunk_size=chunk, replicated_args=args)
 
 
-@jaxtyped(typechecker=beartype)
+@typechecked
 def encode(
     sde: AbstractSDE,
     score: Callable,
@@ -125,17 +135,20 @@ def encode(
     mesh = resolve_mesh(devices, x.shape[0], "The number of rows of `x`")
     if mesh is not None:
         x = jax.device_put(x, batch_sharding(mesh))
-    return _encode_jit(
-        sde,
-        score,
-        x,
-        solver,
-        stepsize_controller,
-        grid,
-        num_steps,
-        eps,
-        max_steps,
-        mesh,
-        chunk_size,
-        condition,
-    )
+    with runtime_errors():
+        return jax.block_until_ready(
+            _encode_jit(
+                sde,
+                score,
+                x,
+                solver,
+                stepsize_controller,
+                grid,
+                num_steps,
+                eps,
+                max_steps,
+                mesh,
+                chunk_size,
+                condition,
+            )
+        )

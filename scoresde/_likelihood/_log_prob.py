@@ -9,15 +9,21 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
-from beartype import beartype
-from jaxtyping import jaxtyped
 
-from .._checks import check_callable, check_eps, check_finite_rows, check_num, check_score
+from .._checks import (
+    check_callable,
+    check_eps,
+    check_finite_rows,
+    check_num,
+    check_score,
+    runtime_errors,
+)
 from .._condition import bind, one_condition, prepare_condition
 from .._custom_types import Array, Float, FloatArrayLike, Int, PRNGKeyArray, Real
-from .._sampler._diffrax_sampler import solution_stats
+from .._sampler._diffrax_sampler import check_solve, solution_stats
 from .._sde import AbstractSDE
 from .._sharding import batch_sharding, Devices, fold_in_keys, map_batch, resolve_mesh
+from .._typecheck import typechecked
 from ._divergence import AbstractDivergence, ExactDivergence, HutchinsonDivergence
 
 
@@ -152,10 +158,14 @@ def _log_prob_jit(
             y0=(x, jnp.zeros((), x.dtype)),
             stepsize_controller=step_control,
             max_steps=max_steps if num_steps is None else num_steps,
+            throw=num_steps is not None,
         )
-        x_T, delta = sol.ys[0][-1], sol.ys[1][-1]
+        ys = sol.ys
+        if num_steps is None:
+            ys = check_solve(sol, ys, score(eps, x), "log_prob()")
+        x_T, delta = ys[0][-1], ys[1][-1]
         prior = sde.prior_log_prob(x_T)
-        stats = solution_stats(sol, solver, is_sde=False)
+        stats = solution_stats(sol, solver, is_sde=False, extra=int(num_steps is None))
         return prior + delta, prior, delta, x_T, stats
 
     def block(batch, *args):
@@ -177,7 +187,7 @@ def _log_prob_jit(
     return LogProbResult(log_prob=lp, prior_log_prob=prior, delta=delta, latent=latent, stats=stats)
 
 
-@jaxtyped(typechecker=beartype)
+@typechecked
 def log_prob(
     sde: AbstractSDE,
     score: Callable,
@@ -294,23 +304,26 @@ def log_prob(
         cb = condition if size == n else jax.tree.map(lambda c, r=rows: c[r], condition)
         if mesh is not None:
             xb = jax.device_put(xb, batch_sharding(mesh))
-        out = _log_prob_jit(
-            sde,
-            score,
-            xb,
-            key,
-            divergence,
-            solver,
-            stepsize_controller,
-            num_steps,
-            eps,
-            max_steps,
-            mesh,
-            chunk_size,
-            cb,
-            jnp.asarray(start),
-        )
-        results.append(jax.block_until_ready(out) if progress else out)
+        with runtime_errors():
+            out = jax.block_until_ready(
+                _log_prob_jit(
+                    sde,
+                    score,
+                    xb,
+                    key,
+                    divergence,
+                    solver,
+                    stepsize_controller,
+                    num_steps,
+                    eps,
+                    max_steps,
+                    mesh,
+                    chunk_size,
+                    cb,
+                    jnp.asarray(start),
+                )
+            )
+        results.append(out)
     if len(results) == 1:
         result = results[0]
     else:
@@ -318,7 +331,7 @@ def log_prob(
     return result if return_info else result.log_prob
 
 
-@jaxtyped(typechecker=beartype)
+@typechecked
 def bits_per_dim(
     sde: AbstractSDE,
     score: Callable,

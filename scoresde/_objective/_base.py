@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 
-from .._checks import check_eps as _check_eps
+from .._checks import check_eps as _check_eps, static_number
 from .._condition import bind
 from .._custom_types import Array, Batch, Data, Float, PRNGKeyArray, Scalar
 from .._sde import AbstractLinearSDE, AbstractSDE
@@ -101,7 +101,7 @@ class TimeDistribution(eqx.Module):
     sde: AbstractLinearSDE
     weighting: Weighting = eqx.field(static=True)
     time_sampling: TimeSampling = eqx.field(static=True)
-    eps: float = eqx.field(static=True)
+    eps: float = static_number()
     grid: Float[Array, " m"] | None
     cdf: Float[Array, " m"] | None
 
@@ -152,7 +152,7 @@ class MaybeNoisy(eqx.Module):
     """
 
     sde: AbstractLinearSDE | None
-    eps: float | None = eqx.field(static=True)
+    eps: float | None = static_number()
 
     def __init__(self, objective: AbstractObjective, sde: AbstractLinearSDE | None, eps):
         require_linear(objective, sde)

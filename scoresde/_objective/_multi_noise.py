@@ -1,7 +1,7 @@
-import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
 
+from .._checks import is_integer, static_number
 from .._custom_types import Data, PRNGKeyArray, Scalar
 from .._sde import AbstractLinearSDE
 from ._base import AbstractObjective, check_eps, Model, perturb, require_linear
@@ -40,12 +40,12 @@ class MultiNoiseDSM(AbstractObjective):
     """
 
     sde: AbstractLinearSDE
-    num_levels: int = eqx.field(static=True)
-    eps: float = eqx.field(static=True)
+    num_levels: int = static_number()
+    eps: float = static_number()
 
     def __init__(self, sde: AbstractLinearSDE, num_levels: int, *, eps: float | None = None):
         require_linear(self, sde)
-        if isinstance(num_levels, bool) or not isinstance(num_levels, int) or num_levels < 2:
+        if not is_integer(num_levels) or num_levels < 2:
             raise ValueError(f"`num_levels` must be an integer >= 2, got {num_levels!r}.")
         self.sde, self.num_levels, self.eps = sde, num_levels, check_eps(sde, eps)
 

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 
-from .._checks import check_num
+from .._checks import check_num, static_number
 from .._custom_types import Data, PRNGKeyArray, Scalar
 from .._sde import AbstractLinearSDE
 from ._base import AbstractObjective, MaybeNoisy, Model
@@ -43,7 +43,7 @@ class SlicedScoreMatching(AbstractObjective):
     """
 
     inputs: MaybeNoisy
-    num_projections: int = eqx.field(static=True)
+    num_projections: int = static_number()
     projection: Literal["rademacher", "gaussian"] = eqx.field(static=True)
     variance_reduced: bool = eqx.field(static=True)
 

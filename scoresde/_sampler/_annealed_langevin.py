@@ -2,6 +2,7 @@ import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
 
+from .._checks import static_number
 from .._custom_types import Array, Data, Float, PRNGKeyArray
 from .._sde import AbstractLinearSDE, AbstractSDE
 from ._base import (
@@ -62,11 +63,11 @@ class AnnealedLangevin(AbstractSampler):
         ```
     """
 
-    num_levels: int = eqx.field(static=True)
-    steps_per_level: int = eqx.field(static=True)
-    step_size: float = eqx.field(static=True)
+    num_levels: int = static_number()
+    steps_per_level: int = static_number()
+    step_size: float = static_number()
     grid: AbstractTimeGrid = UniformGrid()
-    eps: float | None = eqx.field(static=True, default=None)
+    eps: float | None = static_number(default=None)
     init_uniform: tuple[float, float] | None = eqx.field(static=True, default=None)
     denoise: bool = eqx.field(static=True, default=False)
 

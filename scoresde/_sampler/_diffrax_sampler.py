@@ -2,6 +2,7 @@
 
 import diffrax as dfx
 import equinox as eqx
+import jax.numpy as jnp
 
 from .._custom_types import Array, Data, Float
 from .._sde import AbstractLinearSDE, AbstractSDE
@@ -41,14 +42,39 @@ def score_evals_per_step(solver: dfx.AbstractSolver, is_sde: bool) -> tuple[int,
     return None
 
 
-def solution_stats(sol: dfx.Solution, solver: dfx.AbstractSolver, is_sde: bool) -> Stats:
-    """Steps, rejected steps and score evaluations of one Diffrax solve (-1 evaluations
-    for a solver whose count is unknown)."""
+def solution_stats(
+    sol: dfx.Solution, solver: dfx.AbstractSolver, is_sde: bool, extra: int = 0
+) -> Stats:
+    """Steps, rejected steps and score evaluations of one Diffrax solve, plus `extra`
+    evaluations made around it (-1 evaluations for a solver whose count is unknown)."""
     accepted = sol.stats["num_accepted_steps"]
     rejected = sol.stats["num_rejected_steps"]
     per_step = score_evals_per_step(solver, is_sde)
-    evals = -1 if per_step is None else per_step[0] * (accepted + rejected) + per_step[1]
+    evals = -1 if per_step is None else per_step[0] * (accepted + rejected) + per_step[1] + extra
     return make_stats(accepted, rejected, evals)
+
+
+def check_solve(sol: dfx.Solution, y, field_at_start, caller: str):
+    """`y`, or a runtime error saying why the (adaptive, `throw=False`) solve `sol` failed.
+
+    A score that returns NaN or inf makes every step's error estimate infinite, so the
+    controller rejects every step and Diffrax reports the step budget as spent: the
+    vector field at the start (`field_at_start`) tells the two causes apart."""
+    failed = sol.result != dfx.RESULTS.successful
+    nonfinite = ~jnp.all(jnp.isfinite(field_at_start))
+    y = eqx.error_if(
+        y,
+        failed & nonfinite,
+        f"{caller}: the score returned NaN or inf at the start of the solve, so the adaptive "
+        "solver rejected every step; check the score (call it on one sample there).",
+    )
+    return eqx.error_if(
+        y,
+        failed & ~nonfinite,
+        f"{caller}: the adaptive solve did not reach its end: it took `max_steps` steps, or "
+        "the score turned NaN or inf along the way (every step is then rejected). With a "
+        "finite score, raise `max_steps` or loosen the controller's rtol/atol.",
+    )
 
 
 class AbstractDiffraxSampler(AbstractSampler):
@@ -154,12 +180,16 @@ class AbstractDiffraxSampler(AbstractSampler):
             saveat=dfx.SaveAt(t1=True, ts=save_ts),
             stepsize_controller=controller,
             max_steps=self.max_steps if self.adaptive else self.num_steps,
+            throw=not self.adaptive,
         )
         ys = sol.ys
         assert ys is not None
+        if self.adaptive:
+            ys = check_solve(sol, ys, score(sde.T, y0), f"sample() with {type(self).__name__}")
         # Diffrax stacks the `ts` snapshots first and the state at t1 last.
         traj = None if save_ts is None else ys[:-1]
-        x, stats = ys[-1], solution_stats(sol, self.solver, is_sde)
+        # An adaptive solve's check_solve looks at the score once more, at the start.
+        x, stats = ys[-1], solution_stats(sol, self.solver, is_sde, extra=int(self.adaptive))
         if self.denoise:
             x = tweedie_denoise(sde, score, eps, x)
             stats["num_score_evals"] = stats["num_score_evals"] + 1

@@ -1,9 +1,9 @@
 import math
 
-import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
 
+from .._checks import is_real, static_number
 from .._custom_types import Array, Data, Float, PRNGKeyArray, Scalar
 from .._sde import AbstractLinearSDE, AbstractSDE
 from ._base import (
@@ -59,23 +59,23 @@ class EDMSampler(AbstractSampler):
         ```
     """
 
-    num_steps: int = eqx.field(static=True, default=18)
-    s_churn: float = eqx.field(static=True, default=0.0)
-    s_tmin: float = eqx.field(static=True, default=0.0)
-    s_tmax: float = eqx.field(static=True, default=float("inf"))
-    s_noise: float = eqx.field(static=True, default=1.0)
-    rho: float = eqx.field(static=True, default=7.0)
-    eps: float | None = eqx.field(static=True, default=None)
+    num_steps: int = static_number(default=18)
+    s_churn: float = static_number(default=0.0)
+    s_tmin: float = static_number(default=0.0)
+    s_tmax: float = static_number(default=float("inf"))
+    s_noise: float = static_number(default=1.0)
+    rho: float = static_number(default=7.0)
+    eps: float | None = static_number(default=None)
 
     def __check_init__(self):
         check_num("num_steps", self.num_steps, minimum=2)
         for name in ("s_churn", "s_tmin", "s_noise"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and value >= 0):
+            if not (is_real(value) and value >= 0):
                 raise ValueError(f"`{name}` must be a number >= 0, got {value!r}.")
-        if not (isinstance(self.s_tmax, (int, float)) and self.s_tmax >= self.s_tmin):
+        if not (is_real(self.s_tmax) and self.s_tmax >= self.s_tmin):
             raise ValueError(f"`s_tmax` must be >= `s_tmin`, got {self.s_tmax!r}.")
-        if not (isinstance(self.rho, (int, float)) and self.rho > 0):
+        if not (is_real(self.rho) and self.rho > 0):
             raise ValueError(f"`rho` must be > 0, got {self.rho!r}.")
 
     def check(self, sde: AbstractSDE) -> None:

@@ -5,6 +5,7 @@ import abc
 import equinox as eqx
 import jax.numpy as jnp
 
+from .._checks import static_number
 from .._custom_types import Array, Float
 from .._sde import AbstractLinearSDE, AbstractSDE
 
@@ -58,7 +59,7 @@ class EDMGrid(AbstractTimeGrid):
         ```
     """
 
-    rho: float = eqx.field(static=True, default=7.0)
+    rho: float = static_number(default=7.0)
 
     def __check_init__(self):
         if not self.rho > 0:

@@ -2,6 +2,7 @@ import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
 
+from .._checks import static_number
 from .._custom_types import Array, Data, Float, PRNGKeyArray
 from .._sde import AbstractSDE
 from ._base import (
@@ -52,9 +53,9 @@ class Langevin(AbstractSampler):
       toy-example tutorials) instead of from the SDE's prior.
     """
 
-    num_steps: int = eqx.field(static=True)
-    step_size: float = eqx.field(static=True)
-    t: float | None = eqx.field(static=True, default=None)
+    num_steps: int = static_number()
+    step_size: float = static_number()
+    t: float | None = static_number(default=None)
     init_uniform: tuple[float, float] | None = eqx.field(static=True, default=None)
 
     def __check_init__(self):

@@ -4,6 +4,7 @@ import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
 
+from .._checks import static_number
 from .._custom_types import Array, Data, Float, PRNGKeyArray, Scalar
 from .._numerics import scalar_barrier
 from .._sde import AbstractLinearSDE, AbstractSDE
@@ -102,7 +103,7 @@ class LangevinCorrector(AbstractCorrector):
     dimension the three agree up to the data's Fisher information.
     """
 
-    num_steps: int = eqx.field(static=True, default=1)
+    num_steps: int = static_number(default=1)
 
     def __check_init__(self):
         check_num("num_steps", self.num_steps)
@@ -137,10 +138,10 @@ class PredictorCorrector(AbstractSampler):
 
     predictor: AbstractPredictor = ReverseDiffusionPredictor()
     corrector: AbstractCorrector | None = LangevinCorrector()
-    snr: float = eqx.field(static=True, default=0.16)
-    num_steps: int = eqx.field(static=True, default=1000)
+    snr: float = static_number(default=0.16)
+    num_steps: int = static_number(default=1000)
     grid: AbstractTimeGrid = UniformGrid()
-    eps: float | None = eqx.field(static=True, default=None)
+    eps: float | None = static_number(default=None)
     denoise: bool = eqx.field(static=True, default=False)
 
     def __check_init__(self):

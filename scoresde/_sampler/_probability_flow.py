@@ -1,6 +1,7 @@
 import diffrax as dfx
 import equinox as eqx
 
+from .._checks import static_number
 from .._custom_types import Array, Data, Float, PRNGKeyArray
 from .._sde import AbstractSDE
 from ._base import initial_state, ScoreFn, split2, Stats
@@ -26,12 +27,12 @@ class ProbabilityFlowODE(AbstractDiffraxSampler):
     """
 
     solver: dfx.AbstractSolver
-    num_steps: int | None = eqx.field(static=True)
+    num_steps: int | None = static_number()
     stepsize_controller: dfx.AbstractStepSizeController | None
     grid: AbstractTimeGrid
-    eps: float | None = eqx.field(static=True)
+    eps: float | None = static_number()
     denoise: bool = eqx.field(static=True)
-    max_steps: int = eqx.field(static=True)
+    max_steps: int = static_number()
 
     def __init__(
         self,

@@ -1,9 +1,9 @@
-import equinox as eqx
 import jax
 import jax.random as jr
 import lineax as lx
 import numpy as np
 
+from .._checks import static_number
 from .._custom_types import Array, Data, Float, PRNGKeyArray
 from .._guidance import LinearObservation
 from .._sde import AbstractLinearSDE, AbstractSDE
@@ -74,10 +74,10 @@ class ReplacementInpainting(AbstractConditioningSampler):
     """
 
     obs: LinearObservation
-    num_steps: int = eqx.field(static=True, default=1000)
+    num_steps: int = static_number(default=1000)
     predictor: AbstractPredictor = ReverseDiffusionPredictor()
     grid: AbstractTimeGrid = UniformGrid()
-    eps: float | None = eqx.field(static=True, default=None)
+    eps: float | None = static_number(default=None)
 
     def __check_init__(self):
         if not isinstance(self.obs, LinearObservation):

@@ -4,6 +4,7 @@ import diffrax as dfx
 import equinox as eqx
 import jax.numpy as jnp
 
+from .._checks import static_number
 from .._custom_types import Array, Data, Float, PRNGKeyArray
 from .._sde import AbstractSDE, GridBrownianPath
 from .._solver import AbstractExponentialSolver
@@ -50,14 +51,14 @@ class ReverseSDE(AbstractDiffraxSampler):
     """
 
     solver: dfx.AbstractSolver
-    num_steps: int | None = eqx.field(static=True)
+    num_steps: int | None = static_number()
     stepsize_controller: dfx.AbstractStepSizeController | None
     grid: AbstractTimeGrid
     brownian: Literal["grid", "tree"] = eqx.field(static=True)
-    brownian_tol: float | None = eqx.field(static=True)
-    eps: float | None = eqx.field(static=True)
+    brownian_tol: float | None = static_number()
+    eps: float | None = static_number()
     denoise: bool = eqx.field(static=True)
-    max_steps: int = eqx.field(static=True)
+    max_steps: int = static_number()
 
     def __init__(
         self,

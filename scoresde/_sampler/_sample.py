@@ -6,14 +6,19 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from beartype import beartype
-from jaxtyping import jaxtyped
 
-from .._checks import check_callable, check_finite_rows, check_num, check_score
+from .._checks import (
+    check_callable,
+    check_finite_rows,
+    check_num,
+    check_score,
+    runtime_errors,
+)
 from .._condition import bind, one_condition, prepare_condition
 from .._custom_types import Array, Batch, Float, Int, PRNGKeyArray
 from .._sde import AbstractSDE
 from .._sharding import Devices, fold_in_keys, map_batch, resolve_mesh
+from .._typecheck import as_shape, typechecked
 from ._base import AbstractConditioningSampler, AbstractSampler
 
 
@@ -166,7 +171,7 @@ def sample(
 ) -> SampleResult: ...
 
 
-@jaxtyped(typechecker=beartype)
+@typechecked(normalise={"shape": as_shape})
 def sample(
     sde: AbstractSDE | None,
     score: Callable,
@@ -261,9 +266,22 @@ def sample(
     if chunk_size is not None:
         check_num("chunk_size", chunk_size)
     mesh = resolve_mesh(devices, shape[0], "The number of samples")
-    x, traj, stats = _sample_jit(
-        sde, score, sampler, shape[1:], key, shape[0], save_ts, mesh, chunk_size, condition, initial
-    )
+    with runtime_errors():
+        x, traj, stats = jax.block_until_ready(
+            _sample_jit(
+                sde,
+                score,
+                sampler,
+                shape[1:],
+                key,
+                shape[0],
+                save_ts,
+                mesh,
+                chunk_size,
+                condition,
+                initial,
+            )
+        )
     if not return_info:
         return x
     if traj is None:

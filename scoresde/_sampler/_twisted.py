@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 
+from .._checks import static_number
 from .._custom_types import Array, Data, Float, PRNGKeyArray
 from .._guidance import AbstractPosteriorGuidance, DPS, LinearObservation, TMPD
 from .._sde import AbstractLinearSDE, AbstractSDE
@@ -104,12 +105,12 @@ class TwistedDiffusionSampler(AbstractConditioningSampler):
     """
 
     obs: LinearObservation
-    num_particles: int = eqx.field(static=True, default=16)
-    num_steps: int = eqx.field(static=True, default=200)
+    num_particles: int = static_number(default=16)
+    num_steps: int = static_number(default=200)
     twist: Literal["tmpd", "dps"] = eqx.field(static=True, default="tmpd")
-    ess_threshold: float = eqx.field(static=True, default=0.5)
+    ess_threshold: float = static_number(default=0.5)
     grid: AbstractTimeGrid = UniformGrid()
-    eps: float | None = eqx.field(static=True, default=None)
+    eps: float | None = static_number(default=None)
 
     def __check_init__(self):
         if not isinstance(self.obs, LinearObservation):

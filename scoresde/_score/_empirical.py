@@ -2,8 +2,6 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
-from beartype import beartype
-from jaxtyping import jaxtyped
 
 from .._custom_types import (
     Array,
@@ -16,6 +14,7 @@ from .._custom_types import (
     ScalarLike,
 )
 from .._sde import AbstractLinearSDE
+from .._typecheck import typechecked
 from ._base import AbstractExactScore
 
 
@@ -41,7 +40,7 @@ class EmpiricalScore(AbstractExactScore):
     sde: AbstractLinearSDE
     data: Float[Array, "J *data"]
 
-    @jaxtyped(typechecker=beartype)
+    @typechecked
     def __init__(self, sde: AbstractLinearSDE, *, data: FloatArrayLike):
         if np.ndim(data) < 1 or np.shape(data)[0] < 1:
             raise ValueError(

@@ -3,9 +3,8 @@ import jax.numpy as jnp
 import jax.random as jr
 import jax.scipy as jsp
 import numpy as np
-from beartype import beartype
-from jaxtyping import jaxtyped
 
+from .._checks import as_python_scalar, check_key, check_num, check_weights
 from .._custom_types import (
     Array,
     Batch,
@@ -17,6 +16,7 @@ from .._custom_types import (
     ScalarLike,
 )
 from .._sde import AbstractLinearSDE
+from .._typecheck import typechecked
 from ._base import AbstractExactScore
 
 
@@ -36,14 +36,10 @@ def _validate(
             f"`covariances` must have shape (k, d, d) = ({k}, {d}, {d}) to match `means`, "
             f"got {covariances.shape}."
         )
-    for name, value in (("weights", weights), ("means", means), ("covariances", covariances)):
+    for name, value in (("means", means), ("covariances", covariances)):
         if not np.all(np.isfinite(value)):
             raise ValueError(f"`{name}` contains NaN or inf.")
-    if np.any(weights < 0) or abs(weights.sum() - 1) > 1e-5:
-        raise ValueError(
-            f"`weights` must be non-negative and sum to 1, got sum {weights.sum():.6g}; "
-            "divide them by their sum."
-        )
+    check_weights(weights)
     if not np.allclose(covariances, np.swapaxes(covariances, -1, -2), rtol=1e-5, atol=1e-8):
         raise ValueError("`covariances` must be symmetric matrices.")
     eigenvalues = np.linalg.eigvalsh(covariances)
@@ -105,6 +101,7 @@ def _key_num_t(name: str, args: tuple, key, t):
         raise TypeError(f"`{name}` is called as {name}(num, t=0.0, *, key=key).")
     if key is None:
         raise TypeError(f"`{name}` needs `key=`, a jax.random key: {name}(num, t, key=key).")
+    check_key(key)
     return key, args[0], (args[1] if len(args) == 2 else t)
 
 
@@ -138,7 +135,7 @@ class GaussianMixtureScore(AbstractExactScore):
     means: Float[Array, "k d"]
     covariances: Float[Array, "k d d"]
 
-    @jaxtyped(typechecker=beartype)
+    @typechecked
     def __init__(
         self,
         sde: AbstractLinearSDE,
@@ -211,6 +208,8 @@ class GaussianMixtureScore(AbstractExactScore):
         """`num` exact draws of $p_t$: `sample(num, t=0.0, *, key)`, keyed like the rest of
         the library (the older positional form `sample(key, num, t)` still works)."""
         key, num, t = _key_num_t("sample", args, key, t)
+        num = as_python_scalar(num)
+        check_num("num", num)
         key_c, key_z = jr.split(key)
         component = jr.choice(key_c, self.weights.shape[0], (num,), p=self.weights)
         return self.sample_components(key_z, component, t)

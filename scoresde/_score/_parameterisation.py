@@ -14,6 +14,7 @@ from typing import Any
 import equinox as eqx
 import jax.numpy as jnp
 
+from .._checks import is_real, static_number
 from .._custom_types import Data, Scalar, ScalarLike
 from .._sde import AbstractLinearSDE, AbstractSDE
 
@@ -186,17 +187,12 @@ class EDMDenoiser(AbstractParameterisation):
 
     net: Callable
     sde: AbstractLinearSDE
-    sigma_data: float = eqx.field(static=True)
+    sigma_data: float = static_number()
 
     def __init__(self, net: Callable, sde: AbstractLinearSDE, *, sigma_data: float = 0.5):
         self.net = _check_net(net)
         self.sde = _check_linear_sde("EDMDenoiser", sde)
-        if (
-            isinstance(sigma_data, bool)
-            or not isinstance(sigma_data, (int, float))
-            or not math.isfinite(sigma_data)
-            or sigma_data <= 0
-        ):
+        if not is_real(sigma_data) or not math.isfinite(sigma_data) or sigma_data <= 0:
             raise ValueError(
                 "`sigma_data` must be a positive finite float, the standard deviation of the "
                 f"data (0.5 for images in [-1, 1]), got {sigma_data!r}."

@@ -12,6 +12,7 @@ import jax.random as jr
 import lineax as lx
 import numpy as np
 
+from .._checks import is_real
 from .._custom_types import Array, Data, PRNGKeyArray, Scalar, ScalarLike
 from .._numerics import scalar_barrier
 
@@ -21,7 +22,7 @@ ScoreFn = Callable[[Scalar, Data], Data]
 
 def _as_scalar(name: str, value: ScalarLike) -> Array:
     """Turns a hyperparameter into a float array leaf, so changing it does not recompile."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.ndarray, jax.Array)):
+    if not (is_real(value) or isinstance(value, (np.ndarray, jax.Array))):
         raise TypeError(f"`{name}` must be a real number, got {type(value).__name__}.")
     out = jnp.asarray(value, dtype=float)
     if out.ndim != 0:

@@ -13,6 +13,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from .._checks import static_number
 from .._custom_types import Data, Scalar, ScalarLike
 from ._base import AbstractLinearSDE, AbstractSDE, ScoreFn, with_args
 
@@ -66,7 +67,7 @@ class ProbabilityFlowTerm(AbstractScoreTerm):
 
     sde: AbstractSDE
     score: ScoreFn
-    num_steps: int | None = eqx.field(static=True, default=None)
+    num_steps: int | None = static_number(default=None)
 
     def drift(self, t, y, args):
         return self.sde.probability_flow_drift(with_args(self.score, args), t, y)
@@ -79,7 +80,7 @@ class ReverseDriftTerm(AbstractScoreTerm):
 
     sde: AbstractSDE
     score: ScoreFn
-    num_steps: int | None = eqx.field(static=True, default=None)
+    num_steps: int | None = static_number(default=None)
 
     def drift(self, t, y, args):
         return self.sde.reverse_drift(with_args(self.score, args), t, y)

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 # see through it to reach the SDE and the score. (Not re-exported by Diffrax 0.7.)
 from diffrax._term import WrapTerm
 
+from .._checks import is_integer
 from .._custom_types import Array, Data, Int, Scalar
 from .._sde import AbstractLinearSDE, AbstractScoreTerm, ProbabilityFlowTerm, ReverseDriftTerm
 
@@ -117,11 +118,7 @@ class AbstractExponentialSolver(dfx.AbstractItoSolver):
     supports_sde: ClassVar[bool] = True
 
     def __check_init__(self):
-        if (
-            isinstance(self.solver_order, bool)
-            or not isinstance(self.solver_order, int)
-            or not 1 <= self.solver_order <= self.max_order
-        ):
+        if not is_integer(self.solver_order) or not 1 <= self.solver_order <= self.max_order:
             orders = ", ".join(str(k) for k in range(1, self.max_order + 1))
             raise ValueError(
                 f"`order` of {type(self).__name__} must be one of {orders} (the orders "

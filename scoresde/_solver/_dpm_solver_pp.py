@@ -4,6 +4,7 @@ import equinox as eqx
 import jax.numpy as jnp
 from diffrax import RESULTS
 
+from .._checks import static_number
 from ._base import AbstractExponentialSolver, exprel, half_log_snr, standard_normal, unpack_terms
 
 
@@ -119,7 +120,7 @@ class DPMSolverPP(AbstractExponentialSolver):
         ```
     """
 
-    solver_order: int = eqx.field(static=True)
+    solver_order: int = static_number()
     lower_order_final: bool = eqx.field(static=True)
 
     def __init__(self, order: int = 2, *, lower_order_final: bool = True):

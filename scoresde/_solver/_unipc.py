@@ -7,6 +7,7 @@ import equinox as eqx
 import jax.numpy as jnp
 from diffrax import RESULTS
 
+from .._checks import static_number
 from ._base import AbstractExponentialSolver, exprel, half_log_snr, unpack_terms
 
 
@@ -108,7 +109,7 @@ class UniPC(AbstractExponentialSolver):
         ```
     """
 
-    solver_order: int = eqx.field(static=True)
+    solver_order: int = static_number()
     variant: Literal["bh1", "bh2"] = eqx.field(static=True)
     lower_order_final: bool = eqx.field(static=True)
 

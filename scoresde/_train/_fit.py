@@ -26,6 +26,7 @@ from .._custom_types import Array, Float, FloatArrayLike, Int, PRNGKeyArray
 from .._objective import AbstractObjective
 from .._sde import AbstractSDE
 from .._sharding import batch_sharding, Devices, global_data, replicated, resolve_mesh
+from .._typecheck import typechecked
 from ._checkpoint import load_checkpoint, write
 from ._ema import ema_update
 
@@ -211,6 +212,7 @@ def _default_steps_per_dispatch(model: eqx.Module, mesh) -> int:
     return 1 if platform == "cpu" and has_conv else 100
 
 
+@typechecked
 def fit(
     model: eqx.Module,
     objective: AbstractObjective,

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
+from .._checks import static_number
 from .._condition import AbstractClassConditional, AbstractConditional
 from .._custom_types import Array, ArrayLike, Float, PRNGKeyArray
 from ._misc import check_int
@@ -68,8 +69,8 @@ class LabelEmbedding(AbstractConditionEmbedding, AbstractClassConditional):
     """
 
     embedding: eqx.nn.Embedding
-    num_classes: int = eqx.field(static=True)
-    size: int = eqx.field(static=True)
+    num_classes: int = static_number()
+    size: int = static_number()
 
     def __init__(self, num_classes: int, size: int, *, key: PRNGKeyArray):
         self.num_classes = check_int("num_classes", num_classes)
@@ -136,8 +137,8 @@ class VectorEmbedding(AbstractConditionEmbedding):
     """
 
     linear: eqx.nn.Linear
-    condition_size: int = eqx.field(static=True)
-    size: int = eqx.field(static=True)
+    condition_size: int = static_number()
+    size: int = static_number()
 
     def __init__(self, condition_size: int, size: int, *, key: PRNGKeyArray):
         self.condition_size = check_int("condition_size", condition_size)

@@ -5,6 +5,7 @@ import math
 import equinox as eqx
 import jax.numpy as jnp
 
+from .._checks import is_integer, static_number
 from .._custom_types import Array, Float, ScalarLike
 from ._misc import check_time
 
@@ -31,12 +32,12 @@ class SinusoidalEmbedding(eqx.Module):
     Called as `embedding(t)` with a scalar `t`; returns shape `(size,)`.
     """
 
-    size: int = eqx.field(static=True)
-    min_freq: float = eqx.field(static=True)
-    max_freq: float = eqx.field(static=True)
+    size: int = static_number()
+    min_freq: float = static_number()
+    max_freq: float = static_number()
 
     def __init__(self, size: int, *, min_freq: float = 1.0, max_freq: float = 1000.0):
-        if isinstance(size, bool) or not isinstance(size, int) or size < 2 or size % 2:
+        if not is_integer(size) or size < 2 or size % 2:
             raise ValueError(f"`size` must be an even int >= 2, got {size!r}.")
         if not (0 < min_freq <= max_freq) or not math.isfinite(max_freq):
             raise ValueError(

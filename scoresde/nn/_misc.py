@@ -2,14 +2,15 @@
 
 import jax.numpy as jnp
 
+from .._checks import is_integer
 from .._custom_types import Array, ScalarLike
 
 
 def check_int(name: str, value, minimum: int = 1) -> int:
     """`value` as an int `>= minimum`, or a ValueError naming the argument."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if not is_integer(value) or value < minimum:
         raise ValueError(f"`{name}` must be an int >= {minimum}, got {value!r}.")
-    return value
+    return int(value)
 
 
 def check_time(name: str, t: ScalarLike) -> Array:

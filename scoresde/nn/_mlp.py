@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 
+from .._checks import check_key, static_number
 from .._custom_types import Array, ArrayLike, Float, PRNGKeyArray, ScalarLike
 from ._condition import (
     AbstractConditionEmbedding,
@@ -81,7 +82,7 @@ class TimeMLP(eqx.Module):
     mlp: eqx.nn.MLP
     fourier: SinusoidalEmbedding | None
     condition_embed: AbstractConditionEmbedding | None
-    data_size: int = eqx.field(static=True)
+    data_size: int = static_number()
 
     def __init__(
         self,
@@ -96,6 +97,7 @@ class TimeMLP(eqx.Module):
         condition_embed_size: int = 16,
         key: PRNGKeyArray,
     ):
+        check_key(key)
         self.data_size = check_int("data_size", data_size)
         check_int("width", width)
         check_int("depth", depth, minimum=0)
@@ -191,7 +193,7 @@ class NoiseConditionalMLP(eqx.Module):
     embedding: eqx.nn.MLP
     backbone: eqx.nn.MLP
     condition_embed: AbstractConditionEmbedding | None
-    data_size: int = eqx.field(static=True)
+    data_size: int = static_number()
 
     def __init__(
         self,
@@ -205,6 +207,7 @@ class NoiseConditionalMLP(eqx.Module):
         condition_embed_size: int = 16,
         key: PRNGKeyArray,
     ):
+        check_key(key)
         self.data_size = check_int("data_size", data_size)
         check_int("embed_size", embed_size)
         check_int("width", width)
@@ -265,7 +268,7 @@ class TimeFreeMLP(eqx.Module):
     """
 
     mlp: eqx.nn.MLP
-    data_size: int = eqx.field(static=True)
+    data_size: int = static_number()
 
     def __init__(
         self,
@@ -276,6 +279,7 @@ class TimeFreeMLP(eqx.Module):
         activation: Callable = jax.nn.softplus,
         key: PRNGKeyArray,
     ):
+        check_key(key)
         self.data_size = check_int("data_size", data_size)
         check_int("width", width)
         check_int("depth", depth, minimum=0)

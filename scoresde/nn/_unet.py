@@ -8,6 +8,7 @@ import jax.lax as lax
 import jax.numpy as jnp
 import jax.random as jr
 
+from .._checks import check_key
 from .._custom_types import Array, ArrayLike, Float, PRNGKeyArray, ScalarLike
 from ._condition import (
     AbstractConditionEmbedding,
@@ -201,6 +202,7 @@ class UNet(eqx.Module):
         condition_size: int | None = None,
         key: PRNGKeyArray,
     ):
+        check_key(key)
         shape = tuple(data_shape) if isinstance(data_shape, Sequence) else None
         if (
             shape is None
