@@ -7,7 +7,7 @@ from ._base import AbstractObjective, MaybeNoisy, Model
 
 
 class ImplicitScoreMatching(AbstractObjective):
-    r"""Implicit score matching (Hyvärinen, 2005; seed 001):
+    r"""Implicit score matching (Hyvärinen, 2005; Kasim's tutorial):
 
     $$\mathcal L(\theta) = \mathbb E_{x \sim p}\Big[\tfrac12\|s_\theta(x)\|^2 +
     \operatorname{tr}\nabla_x s_\theta(x)\Big],$$
@@ -20,7 +20,7 @@ class ImplicitScoreMatching(AbstractObjective):
 
     **Arguments:**
 
-    - `sde`: `None` (default) to match the data score at $t = 0$, as seed 001 does; or a
+    - `sde`: `None` (default) to match the data score at $t = 0$, as Kasim's tutorial does; or a
       linear SDE to match $\nabla\log p_t$ at $t \sim U[\epsilon, T]$, weighted by
       $s(t)^2$.
     - `eps`: the smallest training time when `sde` is given.

@@ -9,7 +9,7 @@ from ._base import AbstractObjective, check_eps, Model, perturb, require_linear
 
 class MultiNoiseDSM(AbstractObjective):
     r"""NCSN's multi-noise denoising score matching over a discrete ladder of noise levels
-    (Song & Ermon, 2019; seed 002):
+    (Song & Ermon, 2019; the NCSN toy-example tutorial):
 
     $$\mathcal L(\theta) = \frac1L\sum_{i=1}^L \lambda(\sigma_i)\,
     \tfrac12\,\mathbb E\big\|s_\theta(t_i, x + \sigma_i z) + z/\sigma_i\big\|^2,

@@ -39,7 +39,7 @@ class AnnealedLangevin(AbstractSampler):
     for the smallest level you want: `eps=sde.t_from_sigma(sigma_L)`.
 
     Large noise first lets the chain move between modes, so the mixture weights come out
-    right where plain Langevin keeps the initial split (seed 002).
+    right where plain Langevin keeps the initial split (the NCSN toy-example tutorial).
 
     **Arguments:**
 

@@ -36,7 +36,9 @@ class AbstractSampler(eqx.Module):
       checks that need no SDE belong in `__check_init__`, so they fail at construction.
 
     A conditional score reaches `sample_one` with its condition already bound: a sampler
-    always sees `score(t, x)` of one sample.
+    always sees `score(t, x)` of one sample. `sample_one` runs under `vmap` (and `jit`):
+    pure JAX, static step counts as `eqx.field(static=True)`. See
+    [Extending scoresde](../extending.md#your-own-sampler) for a worked example.
     """
 
     def check(self, sde: AbstractSDE) -> None:
