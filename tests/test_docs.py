@@ -10,8 +10,6 @@ import pathlib
 import re
 import types
 
-import pytest
-
 import scoresde as sd
 
 
@@ -98,27 +96,36 @@ def test_public_names_found():
     assert "scoresde.sample" in PUBLIC and "scoresde.metrics.mmd" in PUBLIC
 
 
-@pytest.mark.parametrize("name", PUBLIC)
-def test_public_name_has_reference_entry(name):
-    assert name in _documented(), (
-        f"{name} has no `::: {name}` entry in docs/; add it to the matching docs/api/ page."
+def test_every_public_name_has_reference_entry():
+    documented = _documented()
+    missing = [name for name in PUBLIC if name not in documented]
+    assert not missing, (
+        f"no `::: name` entry in docs/ for {missing}; add each to the matching docs/api/ page."
     )
 
 
-@pytest.mark.parametrize("name", PUBLIC)
-def test_docstring_sections(name):
+def _section_problems(name: str) -> list[str]:
     obj = _resolve(name)
     doc = inspect.getdoc(obj) or ""
-    assert doc.strip(), f"{name} has no docstring"
+    if not doc.strip():
+        return [f"{name} has no docstring"]
     if inspect.isclass(obj):
         if inspect.isabstract(obj) or obj.__name__.startswith("Abstract"):
-            return  # never constructed; test_extension_points checks what they say
+            return []  # never constructed; test_extension_points checks what they say
         if name in NOT_CONSTRUCTED_BY_USERS:
-            return
-    if _takes_arguments(obj):
-        assert "**Arguments:**" in doc, f"{name} takes arguments but has no **Arguments:**"
+            return []
+    problems = []
+    if _takes_arguments(obj) and "**Arguments:**" not in doc:
+        problems.append(f"{name} takes arguments but has no **Arguments:**")
     if not inspect.isclass(obj) and _returns_something(inspect.unwrap(obj)):
-        assert "**Returns:**" in doc, f"{name} returns a value but has no **Returns:**"
+        if "**Returns:**" not in doc:
+            problems.append(f"{name} returns a value but has no **Returns:**")
+    return problems
+
+
+def test_docstrings_have_sections():
+    problems = [p for name in PUBLIC for p in _section_problems(name)]
+    assert not problems, "\n".join(problems)
 
 
 def test_exceptions_are_public_names():
@@ -126,16 +133,22 @@ def test_exceptions_are_public_names():
     assert set(NOT_CONSTRUCTED_BY_USERS) <= set(PUBLIC)
 
 
-@pytest.mark.parametrize("cls", EXTENSION_POINTS, ids=lambda c: c.__name__)
-def test_extension_points(cls):
+def _extension_point_problems(cls) -> list[str]:
     doc = inspect.getdoc(cls) or ""
-    assert "subclass" in doc.lower() and "provide" in doc.lower(), (
-        f"{cls.__name__}'s docstring must say what a subclass provides"
-    )
-    abstract = sorted(getattr(cls, "__abstractmethods__", ()))
-    for name in abstract:
-        assert inspect.getdoc(getattr(cls, name)), f"{cls.__name__}.{name} has no docstring"
-        assert f"`{name}" in doc, f"{cls.__name__}'s docstring does not name `{name}`"
+    if not ("subclass" in doc.lower() and "provide" in doc.lower()):
+        return [f"{cls.__name__}'s docstring does not say what a subclass provides"]
+    problems = []
+    for name in sorted(getattr(cls, "__abstractmethods__", ())):
+        if not inspect.getdoc(getattr(cls, name)):
+            problems.append(f"{cls.__name__}.{name} has no docstring")
+        if f"`{name}" not in doc:
+            problems.append(f"{cls.__name__}'s docstring does not name `{name}`")
+    return problems
+
+
+def test_extension_points():
+    problems = [p for cls in EXTENSION_POINTS for p in _extension_point_problems(cls)]
+    assert not problems, "\n".join(problems)
 
 
 def _python_blocks(page: pathlib.Path) -> list[str]:
