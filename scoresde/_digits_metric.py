@@ -92,7 +92,12 @@ def digits_classifier() -> _Classifier:
     trained on first use (about 2 s) and cached in `$SCORESDE_CACHE` (default
     `~/.cache/scoresde`). Called on ONE image `(1, 8, 8)` it returns the 10 logits;
     `.features(x)` the 64 features. Test accuracy on `load_digits(split="test")`:
-    98.7%."""
+    98.7%.
+
+    **Returns:**
+
+    The classifier, an `eqx.Module` (the same object on every call in a process).
+    """
     path = _cache_file()
     like = _Classifier(jr.key(0))
     if path.is_file():
@@ -128,15 +133,31 @@ def _features(model, x):
 
 
 def digits_features(images) -> np.ndarray:
-    """The classifier's 64 features of each digit `(n, 1, 8, 8)` (values clipped to
-    [0, 1]), as float64 `(n, 64)`."""
+    """The classifier's 64 features of each digit (values clipped to [0, 1]).
+
+    **Arguments:**
+
+    - `images`: digits `(n, 1, 8, 8)` in [0, 1], at least 2 of them.
+
+    **Returns:**
+
+    The features, float64 `(n, 64)`.
+    """
     return np.asarray(_features(digits_classifier(), _images("images", images)), np.float64)
 
 
 def digits_predictions(images) -> tuple[np.ndarray, np.ndarray]:
-    """`(labels, confidence)`: the classifier's digit for each image and its softmax
-    probability. A sample whose confidence is high looks like that digit to the
-    classifier."""
+    """The classifier's digit for each image and its softmax probability. A sample whose
+    confidence is high looks like that digit to the classifier.
+
+    **Arguments:**
+
+    - `images`: digits `(n, 1, 8, 8)` in [0, 1], at least 2 of them.
+
+    **Returns:**
+
+    `(labels, confidence)`: integer labels `(n,)` and float64 probabilities `(n,)`.
+    """
     model = digits_classifier()
     logits = eqx.filter_jit(lambda m, x: jax.vmap(m)(x))(model, _images("images", images))
     p = np.asarray(jax.nn.softmax(logits, axis=-1), np.float64)
@@ -149,7 +170,16 @@ def frechet_distance(features_a, features_b) -> float:
     $$\|\mu_a - \mu_b\|^2 + \operatorname{tr}\big(\Sigma_a + \Sigma_b
       - 2(\Sigma_a^{1/2}\Sigma_b\Sigma_a^{1/2})^{1/2}\big),$$
 
-    in float64 with symmetric eigendecompositions (no complex square roots)."""
+    in float64 with symmetric eigendecompositions (no complex square roots).
+
+    **Arguments:**
+
+    - `features_a`, `features_b`: feature sets `(n, k)` and `(m, k)`.
+
+    **Returns:**
+
+    The distance, a Python float (0 for identical sets, up to rounding).
+    """
     a, b = np.asarray(features_a, np.float64), np.asarray(features_b, np.float64)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
         raise ValueError(f"features must be (n, k) and (m, k), got {a.shape} and {b.shape}.")

@@ -18,6 +18,15 @@ def max_pairwise_distance(data: FloatArrayLike, *, chunk: int = 1024) -> float:
     r"""Technique 1: $\sigma_1 = \max_{i,j}\|x_i - x_j\|$, the largest Euclidean distance
     between two training points, so the largest noise level lets Langevin travel between
     any two of them. Computed in row blocks of `chunk`, never an $n\times n\times d$ array.
+
+    **Arguments:**
+
+    - `data`: training data `(n, *data_shape)`, $n \ge 2$.
+    - `chunk`: rows per block (default 1024).
+
+    **Returns:**
+
+    $\sigma_1$, a Python float.
     """
     x = jnp.asarray(data, dtype=float)
     if x.ndim < 2 or x.shape[0] < 2:
@@ -53,6 +62,14 @@ def geometric_ratio(dim: int) -> float:
     to pass from one level to the next. Solved by bisection to machine precision. The
     equation has a root only for $D > 4.5$ (the technique is for high dimension).
     Examples: $D = 3072$ (CIFAR-10) gives $\gamma \approx 1.040$, $D = 784$ gives 1.082.
+
+    **Arguments:**
+
+    - `dim`: the data's dimension $D \ge 5$.
+
+    **Returns:**
+
+    $\gamma > 1$, a Python float.
     """
     check_num("dim", dim)
     if math.sqrt(2 * dim) <= 3:
@@ -90,6 +107,17 @@ def langevin_step_size(sigma_min: float, gamma: float, steps_per_level: int) -> 
     $\epsilon \in (0, \sigma_L^2)$. NCSNv2's CIFAR-10 setting ($\sigma_L = 0.01$,
     $\gamma = 5000^{1/231}$, $T = 5$) gives $6.18\times10^{-6}$; the paper used
     $6.2\times10^{-6}$.
+
+    **Arguments:**
+
+    - `sigma_min`: $\sigma_L > 0$, the smallest noise level.
+    - `gamma`: the ladder's ratio $\gamma > 1$ (see
+      [`geometric_ratio`][scoresde.geometric_ratio]).
+    - `steps_per_level`: $T \ge 1$.
+
+    **Returns:**
+
+    $\epsilon \in (0, \sigma_L^2)$, a Python float.
     """
     check_positive("sigma_min", sigma_min)
     check_num("steps_per_level", steps_per_level)
@@ -182,6 +210,12 @@ def ncsnv2_hyperparameters(
     - `steps_per_level`: $T$, Langevin steps per level (default 5; 33 in low dimension).
     - `dim`: the dimension for technique 2 (default: the data's). For low-dimensional
       data, `dim >= 5` uses techniques 2 and 3 instead of the low-dimension rule.
+
+    **Returns:**
+
+    An [`NCSNv2Hyperparameters`][scoresde.NCSNv2Hyperparameters]; its `sde()`,
+    `objective()` and `sampler()` build the matching `VESDE`, `MultiNoiseDSM` and
+    `AnnealedLangevin`.
 
     ??? cite "Reference"
 

@@ -366,6 +366,10 @@ def bits_per_dim(
     - `data_range`: $(a, b)$, the range of the model's data.
     - `condition`: for a conditional score, one condition per row of `x`.
     - `kwargs`: passed on to [`log_prob`][scoresde.log_prob].
+
+    **Returns:**
+
+    Bits per dimension of each row, shape `(n,)`.
     """
     check_num("num_bins", num_bins, minimum=2)
     lo, hi = data_range

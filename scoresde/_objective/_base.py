@@ -21,8 +21,19 @@ TimeSampling = Literal["uniform", "importance"]
 
 
 class AbstractObjective(eqx.Module):
-    """A score-matching loss. Subclasses define `loss_one`, the loss of ONE data point
-    with its own key; calling the objective on a batch vmaps it and takes the mean.
+    """A score-matching loss. Calling the objective on a batch vmaps `loss_one` and takes
+    the mean; [`fit`][scoresde.fit] minimises that.
+
+    A subclass provides:
+
+    - `loss_one(model, x, key)`: the loss of ONE data point `x` (no batch axis) with its
+      own key, a scalar; `model(t, x)` is the score being trained. Pure JAX: it is
+      vmapped, differentiated and jitted.
+    - optionally `check(data_shape)`: raise a clear error, before any tracing, if the
+      objective cannot train on data of this shape.
+
+    Hyperparameters that are not arrays are `eqx.field(static=True)`; an SDE held by the
+    objective is never trained (`fit` filters SDEs out of the parameters).
 
     The model is any score `model(t, x)` of one sample: a network, or a parameterisation
     such as [`NoisePrediction`][scoresde.NoisePrediction] wrapping one. A conditional

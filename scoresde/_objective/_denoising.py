@@ -30,9 +30,9 @@ class DenoisingScoreMatching(AbstractObjective):
     **Arguments:**
 
     - `sde`: a linear SDE (its closed-form kernel perturbs the data).
-    - `weighting`: $\lambda(t)$: `"std2"` ($s(t)^2$, the SGM-from-scratch tutorial and Song et al.;
-      the loss is then the noise-prediction loss), `"likelihood"` ($g(t)^2$: the loss bounds the
-      negative log-likelihood, Song et al. 2021b) or `"constant"`.
+    - `weighting`: $\lambda(t)$: `"std2"` ($s(t)^2$, the SGM-from-scratch tutorial and
+      Song et al.; the loss is then the noise-prediction loss), `"likelihood"` ($g(t)^2$:
+      the loss bounds the negative log-likelihood, Song et al. 2021b) or `"constant"`.
     - `time_sampling`: `"uniform"`, or `"importance"` to draw $t \propto \lambda/s^2$
       (worth it with the likelihood weighting, whose integrand grows like $1/t$).
     - `eps`: the smallest training time (default: the SDE's `default_eps`).

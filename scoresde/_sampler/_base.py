@@ -27,16 +27,20 @@ class AbstractSampler(eqx.Module):
     - `clock(sde)`: the sampler's clock at the initial state and after each of its steps,
       shape `(num_steps + 1,)`: the diffusion time (from $T$ down to $\\epsilon$) for
       samplers that follow it, the step count for the Langevin samplers, `None` for
-      adaptive steps. Snapshots (`saveat`) are placed and reported on this clock.
+      adaptive steps (such a sampler also overrides `clock_range(sde)`, the clock's
+      start and end). Snapshots (`saveat`) are placed and reported on this clock.
     - `sample_one(sde, score, data_shape, key, save_ts, initial=None)`: one sample, its
       snapshots at the clock values `save_ts` (already snapped to the clock), and its
-      statistics (built with `make_stats`); `initial`, when given, is the initial state
-      to use instead of a draw.
+      statistics: a dict of int32 scalars `num_steps`, `num_rejected_steps` and
+      `num_score_evals`; `initial`, when given, is the initial state to use instead of a
+      draw.
     - optionally `check(sde)`: raise a clear error if the sampler cannot run on `sde`;
       checks that need no SDE belong in `__check_init__`, so they fail at construction.
 
     A conditional score reaches `sample_one` with its condition already bound: a sampler
-    always sees `score(t, x)` of one sample.
+    always sees `score(t, x)` of one sample. `sample_one` runs under `vmap` (and `jit`):
+    pure JAX, static step counts as `eqx.field(static=True)`. See
+    [Extending scoresde](../extending.md#your-own-sampler) for a worked example.
     """
 
     def check(self, sde: AbstractSDE) -> None:

@@ -11,7 +11,18 @@ from .._sde import AbstractLinearSDE, AbstractSDE
 
 
 class AbstractTimeGrid(eqx.Module):
-    """Places `num_steps + 1` times from $T$ down to $\\epsilon$ (strictly decreasing)."""
+    """Places `num_steps + 1` times from $T$ down to $\\epsilon$ (strictly decreasing):
+    where a fixed-step sampler (`grid=`) evaluates the score.
+
+    A subclass provides `times(sde, num_steps, eps)`, returning the grid
+    $T = t_0 > t_1 > \\dots > t_n = \\epsilon$ as an array of shape `(num_steps + 1,)`,
+    with both ends exact (the samplers start at `sde.T` and stop at `eps`). It runs at
+    trace time on static `num_steps` and `eps`, so it may use NumPy or raise a
+    `TypeError` for an SDE it cannot place steps on (a grid in the noise level needs an
+    [`AbstractLinearSDE`][scoresde.AbstractLinearSDE]). Hyperparameters that are not
+    arrays are `eqx.field(static=True)`. See
+    [Extending scoresde](../extending.md#your-own-time-grid) for an example.
+    """
 
     @abc.abstractmethod
     def times(self, sde: AbstractSDE, num_steps: int, eps: float) -> Float[Array, " num_steps+1"]:
@@ -46,7 +57,11 @@ class EDMGrid(AbstractTimeGrid):
     \sigma_{\max}^{1/\rho}\big)\Big)^{\rho},$$
 
     mapped back to times with the SDE's `t_from_sigma`. Larger $\rho$ puts more steps at
-    low noise; $\rho = 7$ is EDM's choice.
+    low noise; $\rho = 7$ is EDM's choice. Needs a linear SDE.
+
+    **Arguments:**
+
+    - `rho`: the grid's exponent $\rho > 0$ (default 7).
 
     ??? cite "Reference"
 

@@ -35,22 +35,22 @@ class Langevin(AbstractSampler):
 
     This is the step of the NCSN toy-example tutorial and of Song & Ermon (2019). Kasim's
     tutorial writes $x + \epsilon' s + \sqrt{2\epsilon'} z$: the same step with
-    $\epsilon = 2\epsilon'$. With a time-free score (Kasim's tutorial) $t_\ast$ is ignored;
-    with a time-dependent score it targets $p_{t_\ast}$, by default $p_\epsilon$ (≈ the data
-    distribution).
+    $\epsilon = 2\epsilon'$. With a time-free score (Kasim's tutorial) $t_\ast$ is
+    ignored; with a time-dependent score it targets $p_{t_\ast}$, by default $p_\epsilon$
+    (≈ the data distribution).
 
     Langevin needs the score everywhere the chain goes, and it cannot move mass between
     modes separated by low density: on a mixture it keeps roughly the initial split of
-    the mass (the NCSN toy-example tutorial). Use [`AnnealedLangevin`][scoresde.AnnealedLangevin]
-    there.
+    the mass (the NCSN toy-example tutorial). Use
+    [`AnnealedLangevin`][scoresde.AnnealedLangevin] there.
 
     **Arguments:**
 
     - `num_steps`: number of steps.
     - `step_size`: $\epsilon > 0$.
     - `t`: the time the score is evaluated at (default: the SDE's `default_eps`).
-    - `init_uniform`: start uniform on the box `[low, high]^d` (Kasim's and the NCSN
-      toy-example tutorials) instead of from the SDE's prior.
+    - `init_uniform`: start uniform on the box `[low, high]^d` (as the Kasim and NCSN
+      tutorials do) instead of from the SDE's prior.
     """
 
     num_steps: int = static_number()

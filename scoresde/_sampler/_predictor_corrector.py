@@ -27,7 +27,14 @@ from ._grid import AbstractTimeGrid, UniformGrid
 
 
 class AbstractPredictor(eqx.Module):
-    """One step of a reverse-time SDE solver, from `t` down to `t_next`, for one sample."""
+    """One step of a reverse-time SDE solver, from `t` down to `t_next`, for one sample:
+    the predictor of [`PredictorCorrector`][scoresde.PredictorCorrector].
+
+    A subclass provides `step(sde, score, t, t_next, x, key)`, returning the state at
+    `t_next < t` from the state `x` at `t` (one sample, no batch axis), using `key` for
+    its noise. It is called inside `lax.scan` and `vmap`: pure JAX, no Python control
+    flow on array values. The sampler counts one score evaluation per predictor step.
+    """
 
     @abc.abstractmethod
     def step(
@@ -39,11 +46,22 @@ class AbstractPredictor(eqx.Module):
         x: Data,
         key: PRNGKeyArray,
     ) -> Data:
-        pass
+        """The state at `t_next` from the state `x` at `t`."""
 
 
 class AbstractCorrector(eqx.Module):
-    """Score-based MCMC steps at a fixed time `t`, for one sample."""
+    """Score-based MCMC steps at a fixed time `t`, for one sample: the corrector of
+    [`PredictorCorrector`][scoresde.PredictorCorrector].
+
+    A subclass provides:
+
+    - `num_steps`: a static int field, the number of MCMC steps per call (the sampler
+      counts that many score evaluations per corrector call);
+    - `step(sde, score, t, dt, x, snr, key)`: `num_steps` MCMC steps leaving
+      $p_t$ invariant (approximately), from the state `x` at `t`; `dt > 0` is the length
+      of the predictor step that follows, `snr` the sampler's signal-to-noise ratio.
+      Pure JAX, as for [`AbstractPredictor`][scoresde.AbstractPredictor].
+    """
 
     num_steps: eqx.AbstractVar[int]
 
@@ -58,7 +76,7 @@ class AbstractCorrector(eqx.Module):
         snr: float,
         key: PRNGKeyArray,
     ) -> Data:
-        pass
+        """`num_steps` MCMC steps at time `t` from the state `x`."""
 
 
 class EulerMaruyamaPredictor(AbstractPredictor):
@@ -100,7 +118,11 @@ class LangevinCorrector(AbstractCorrector):
     per-sample ratio makes the step depend on $x$, and unadjusted Langevin with a
     position-dependent step samples the wrong distribution (on a 2-D mixture it shifted
     the mean by many standard errors, and blew up where $\|s\| \approx 0$). In high
-    dimension the three agree up to the data's Fisher information.
+    dimension the three agree up to the data's Fisher information. Needs a linear SDE.
+
+    **Arguments:**
+
+    - `num_steps`: Langevin steps per corrector call (default 1).
     """
 
     num_steps: int = static_number(default=1)

@@ -20,7 +20,8 @@ from ._base import AbstractExactScore
 
 class EmpiricalScore(AbstractExactScore):
     r"""The exact score of the empirical measure $\hat\mu = \frac1J\sum_j \delta_{x_j}$
-    pushed through a linear SDE (the SGM-from-scratch tutorial).
+    pushed through a linear SDE (as in the tutorial "Score-based generative models from
+    scratch in JAX").
 
     $\hat p_t = \frac1J \sum_j \mathcal N(m(t)x_j, s(t)^2 I)$ is a mixture with one component
     per training point, so

@@ -50,7 +50,25 @@ class AbstractSDE(eqx.Module):
 
     The diffusion is a scalar function of time times the identity, which covers the
     VP, sub-VP and VE SDEs of Song et al. (2021) and keeps the reverse-time SDE's noise
-    additive. Subclasses give the drift, the diffusion, the prior and `default_eps`.
+    additive.
+
+    A subclass provides:
+
+    - `T`: the time horizon, an array field (an `eqx.AbstractVar` here);
+    - `drift(t, x)`: $f(t, x)$ for ONE sample `x`, an array shaped like `x`;
+    - `diffusion(t)`: the scalar $g(t)$;
+    - `prior_sample(key, data_shape)` and `prior_log_prob(x)`: the reference
+      distribution at $T$ that reverse-time sampling starts from;
+    - `default_eps`: a property, the time sampling stops at by default (a Python float in
+      $(0, T)$).
+
+    Everything else (the Diffrax terms, `discretize`, the reverse drift) is derived. The
+    samplers that follow a Diffrax solve ([`ReverseSDE`][scoresde.ReverseSDE],
+    [`ProbabilityFlowODE`][scoresde.ProbabilityFlowODE] with Diffrax's solvers,
+    [`Langevin`][scoresde.Langevin]) need nothing more; training objectives, time grids in
+    the noise level, exact scores and the few-step solvers need the closed-form kernel of
+    an [`AbstractLinearSDE`][scoresde.AbstractLinearSDE]. See
+    [Extending scoresde](../extending.md#your-own-sde) for a worked example.
 
     From these the SDE declares its Diffrax terms:
 
@@ -177,9 +195,17 @@ class AbstractLinearSDE(AbstractSDE):
     r"""An SDE with a Gaussian transition kernel
     $x_t \mid x_0 \sim \mathcal N(m(t)\,x_0,\; s(t)^2 I)$.
 
-    Subclasses give the mean coefficient $m(t)$, the standard deviation $s(t)$, the prior
-    standard deviation, and the inverse of the noise-to-signal ratio
-    $\sigma(t) = s(t)/m(t)$ (used to place time grids in $\sigma$ or log-SNR).
+    A subclass provides, besides `T`, `drift`, `diffusion` and `default_eps` of
+    [`AbstractSDE`][scoresde.AbstractSDE]:
+
+    - `mean_coeff(t)`: $m(t)$;
+    - `std(t)`: $s(t)$, consistent with the drift and diffusion
+      ($\frac{\mathrm{d}}{\mathrm{d}t}s^2 = 2\frac{\dot m}{m} s^2 + g^2$ for a drift
+      $f = \frac{\dot m}{m} x$);
+    - `prior_std`: a property, the standard deviation of the Gaussian prior (the prior's
+      sample and log-density are derived from it);
+    - `t_from_sigma(sigma)`: the inverse of the noise-to-signal ratio
+      $\sigma(t) = s(t)/m(t)$ (used to place time grids in $\sigma$ or log-SNR).
     """
 
     @abc.abstractmethod

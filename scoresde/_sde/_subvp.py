@@ -9,8 +9,13 @@ class SubVPSDE(AbstractBetaScheduleSDE):
     \sqrt{\beta(t)(1 - e^{-2\alpha(t)})}\,\mathrm{d}w$, $\alpha(t) = \int_0^t\beta$.
 
     Its marginal variance $s(t)^2 = (1 - e^{-\alpha(t)})^2$ is bounded by the VP SDE's;
-    $m(t) = e^{-\alpha(t)/2}$; the prior is $\mathcal N(0, I)$. Same schedule and
-    arguments as [`VPSDE`][scoresde.VPSDE].
+    $m(t) = e^{-\alpha(t)/2}$; the prior is $\mathcal N(0, I)$. Same schedule as
+    [`VPSDE`][scoresde.VPSDE].
+
+    **Arguments:**
+
+    - `beta_min`, `beta_max`: the schedule's ends, `0 <= beta_min <= beta_max`, `beta_max > 0`.
+    - `T`: the time horizon (default 1).
     """
 
     def diffusion(self, t: ScalarLike) -> Scalar:

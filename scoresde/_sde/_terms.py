@@ -63,7 +63,14 @@ class AbstractScoreTerm(dfx.AbstractTerm):
 class ProbabilityFlowTerm(AbstractScoreTerm):
     r"""The probability-flow ODE $\dot x = f(t, x) - \tfrac12 g(t)^2 \nabla\log p_t(x)$ as
     a Diffrax term that also exposes its SDE and score. Built by
-    `sde.probability_flow_term(score)`; arguments as in the base above."""
+    `sde.probability_flow_term(score)`.
+
+    **Arguments:**
+
+    - `sde`: the forward SDE.
+    - `score`: `score(t, x)` of one sample, or `score(t, x, args)` with a condition.
+    - `num_steps`: the number of fixed steps of the solve, if known (default `None`).
+    """
 
     sde: AbstractSDE
     score: ScoreFn
@@ -76,7 +83,14 @@ class ProbabilityFlowTerm(AbstractScoreTerm):
 class ReverseDriftTerm(AbstractScoreTerm):
     r"""The drift of the reverse-time SDE, $f(t, x) - g(t)^2 \nabla\log p_t(x)$, as a
     Diffrax term that also exposes its SDE and score: the first of
-    `sde.reverse_terms(score, brownian)`."""
+    `sde.reverse_terms(score, brownian)`.
+
+    **Arguments:**
+
+    - `sde`: the forward SDE.
+    - `score`: `score(t, x)` of one sample, or `score(t, x, args)` with a condition.
+    - `num_steps`: the number of fixed steps of the solve, if known (default `None`).
+    """
 
     sde: AbstractSDE
     score: ScoreFn

@@ -39,6 +39,13 @@ def save_checkpoint(path: str | os.PathLike, tree: Any, *, metadata: dict | None
 
     The file is a header (format, leaf paths/shapes/dtypes, SHA-256 of the payload,
     metadata) followed by `equinox.tree_serialise_leaves`'s payload.
+
+    **Arguments:**
+
+    - `path`: the file to write (its folder must exist).
+    - `tree`: any pytree; its array leaves are saved.
+    - `metadata`: a JSON-serialisable `dict` saved beside them (default empty), read back
+      by [`read_metadata`][scoresde.read_metadata].
     """
     write(path, tree, metadata=metadata)
 
@@ -104,7 +111,18 @@ def _read(path: pathlib.Path) -> tuple[dict, bytes]:
 
 
 def read_metadata(path: str | os.PathLike) -> dict:
-    """The metadata of a checkpoint, after verifying the file."""
+    """The metadata of a checkpoint, after verifying the file (its SHA-256).
+
+    **Arguments:**
+
+    - `path`: a file written by [`save_checkpoint`][scoresde.save_checkpoint],
+      [`save_model`][scoresde.save_model] or [`fit`][scoresde.fit].
+
+    **Returns:**
+
+    The JSON metadata saved with it, a `dict`. Raises `CheckpointError` for a truncated
+    or corrupt file.
+    """
     return _read(pathlib.Path(path))[0]["metadata"]
 
 
@@ -197,6 +215,15 @@ def load_checkpoint(path: str | os.PathLike, like: T) -> tuple[T, dict]:
     activation, the SDE or one of its constants where the file records how its model was
     built; else the first array whose path, shape or dtype differs), so nothing is ever
     loaded partially.
+
+    **Arguments:**
+
+    - `path`: the checkpoint file.
+    - `like`: the template, as above; only its structure and static parts are used.
+
+    **Returns:**
+
+    `(tree, metadata)`: `like` with the saved arrays, and the saved metadata `dict`.
     """
     path = pathlib.Path(path)
     header, payload = _read(path)

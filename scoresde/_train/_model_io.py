@@ -100,6 +100,10 @@ def load_model(path: str | os.PathLike, *, classes: Sequence[type] = ()) -> eqx.
     Raises `CheckpointError` (a `ValueError`) for a corrupt file, a file without a recipe
     (written by `save_checkpoint`, or by an older scoresde: load it with
     `load_checkpoint(path, like)`), or a recipe naming a class not in `classes`.
+
+    **Returns:**
+
+    The model, an `eqx.Module` equal (bitwise) to the one saved.
     """
     path = pathlib.Path(path)
     header, payload = read_header(path)
