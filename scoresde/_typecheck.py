@@ -121,6 +121,8 @@ def argument_error(name: str, value, hint, axes: dict[str, str]) -> Exception:
 
 
 def describe_value(value) -> str:
+    if isinstance(value, type):
+        return f"the class {value.__name__} itself, not an instance"
     if _is_array(value):
         kind = "jax" if isinstance(value, jax.Array) else "numpy"
         return f"a {kind} {value.dtype} array of shape {tuple(value.shape)}"
@@ -215,6 +217,8 @@ def _dtype_ok(value, hint) -> bool:
 
 
 def _fix(name: str, value, hint) -> str:
+    if isinstance(value, type):
+        return f"call it: {value.__name__}(...)"
     arrays = _array_hints(hint)
     if any("prng_key" in a.dtypes for a in arrays):
         if isinstance(value, int) and not isinstance(value, bool):

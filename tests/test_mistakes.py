@@ -100,6 +100,13 @@ MISTAKES = [
         "sde",
     ),
     Mistake(
+        "the SDE class instead of an SDE",
+        lambda: sd.sample(sd.VPSDE, score, EULER, (4, 2), key=KEY),
+        TypeError,
+        r"the class VPSDE itself, not an instance; call it: VPSDE\(\.\.\.\)",
+        "sde",
+    ),
+    Mistake(
         "an array instead of a score function",
         lambda: sd.sample(SDE, jnp.ones(2), EULER, (4, 2), key=KEY),
         TypeError,
