@@ -306,8 +306,13 @@ def summary(recipe: dict | None) -> str:
     """A recipe in one line: `scoresde.VPSDE(beta_min=0.1, beta_max=20.0, T=1.0)`."""
     if recipe is None:
         return "no SDE"
-    args = ", ".join(
-        f"{k}={summary(v) if isinstance(v, dict) and 'class' in v else v}"
-        for k, v in recipe.get("args", {}).items()
-    )
+
+    def value(v) -> str:
+        if isinstance(v, dict) and "class" in v:
+            return summary(v)
+        if isinstance(v, float):  # float32 constants: 0.1, not 0.10000000149011612
+            return f"{v:.7g}" if "." in f"{v:.7g}" or "e" in f"{v:.7g}" else f"{v:.1f}"
+        return str(v)
+
+    args = ", ".join(f"{k}={value(v)}" for k, v in recipe.get("args", {}).items())
     return f"{recipe['class']}({args})"

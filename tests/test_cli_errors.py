@@ -1,0 +1,203 @@
+"""The command line's user errors: every one exits with status 1 and prints one line to
+stderr (values in a config file included), never a traceback; a bug keeps its traceback.
+A run directory whose config.toml was edited since training is refused."""
+
+import re
+import subprocess
+import sys
+
+import equinox as eqx
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import pytest
+
+import scoresde as sd
+from scoresde._cli import _commands, main
+from scoresde._cli._config import TRAIN_OPTIONS
+from scoresde._cli._main import TRAIN_DEFAULTS, user_error
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli_errors")
+    np.save(d / "train.npy", np.asarray(sd.datasets.two_moons(128, key=jr.key(0))))
+    argv = ["train", "--data", d / "train.npy", "--out", d / "run", "--steps", 4]
+    assert run(*argv, "--batch-size", 32, "--width", 8, "--depth", 1, "--no-progress") == 0
+    return d
+
+
+def run(*argv):
+    try:
+        return main([str(a) for a in argv])
+    except SystemExit as e:  # argparse's own errors
+        return e.code
+
+
+def error_line(capsys, *argv) -> str:
+    capsys.readouterr()
+    code = run(*argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 1, err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_every_train_option_has_a_check():
+    assert set(TRAIN_OPTIONS) == set(TRAIN_DEFAULTS)
+
+
+@pytest.mark.parametrize(
+    "toml, message",
+    [
+        ('sde = "vpp"', 'sde must be one of "vp", "subvp", "ve", got "vpp" (did you mean "vp"?)'),
+        (
+            'objective = "dsn"',
+            'objective must be one of "dsm", "ism", "ssm", "ncsn", got "dsn" (did you mean "dsm"?)',
+        ),
+        ('dataset = "moons"', 'got "moons" (did you mean "two_moons"?)'),
+        ('steps = "10"', 'steps must be an integer >= 1, got "10"'),
+        ("steps = 10.0", "steps must be an integer >= 1, got 10.0"),
+        ("batch_size = true", "batch_size must be an integer >= 1, got true"),
+        ('lr = "0.01"', 'lr must be a finite number > 0, got "0.01"'),
+        ("lr = inf", "lr must be a finite number > 0, got Infinity"),
+        ("channel_mults = [1, 0]", "channel_mults must be a non-empty list of integers >= 1"),
+        ("condition_dropout = 1.5", "condition_dropout must be a number in [0, 1), got 1.5"),
+        ("stepz = 3", "unknown option 'stepz' (did you mean 'steps'?); known: base_channels"),
+        ("batch-size = 3", "unknown option 'batch-size' (did you mean 'batch_size'?)"),
+        ('data = "x.npy"\ndataset = "circle"', "give data (a file) or dataset (a built-in"),
+    ],
+)
+def test_config_file_values_are_checked(tmp_path, capsys, toml, message):
+    config = tmp_path / "c.toml"
+    config.write_text(toml + "\n")
+    err = error_line(capsys, "train", "--config", config, "--out", tmp_path / "run")
+    assert err.startswith(f"scoresde: error: {config}: ")
+    assert message in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--sde", "vpp"], "argument --sde: invalid choice: 'vpp'"),
+        (["train", "--steps", "ten"], "argument --steps: invalid int value: 'ten'"),
+        (["train", "--steps", "0"], "--steps must be an integer >= 1, got 0"),
+        (["train", "--lr", "inf"], "--lr must be a finite number > 0, got Infinity"),
+        (["train", "--num-levels", "1"], "--num-levels must be an integer >= 2, got 1"),
+        (["train", "--channel-mults", "1,x"], "argument --channel-mults: invalid _mults value"),
+        (["sample", "--run", "{w}/run", "--step-size", "nan"], "--step-size must be > 0"),
+        (["evaluate", "--run", "{w}/run", "--data", "{w}/train.npy", "--tol", "-1"], "--tol"),
+        (["train", "--out", "{w}/run", "--resume", "--lr", "0.1"], "so --lr cannot be given"),
+    ],
+)
+def test_command_line_values_are_checked(work, capsys, argv, message):
+    err = error_line(capsys, *[a.format(w=work) for a in argv])
+    assert message in err
+
+
+def edited(work, tmp_path, old, new):
+    """A copy of the trained run whose config.toml has `old` replaced by `new`."""
+    copy = tmp_path / "run"
+    copy.mkdir()
+    for name in ("checkpoint.ckpt", "config.toml"):
+        (copy / name).write_bytes((work / "run" / name).read_bytes())
+    text = (copy / "config.toml").read_text()
+    assert re.search(old, text, re.M)
+    (copy / "config.toml").write_text(re.sub(old, new, text, flags=re.M))
+    return copy
+
+
+@pytest.mark.parametrize("command", ["sample", "evaluate", "resume"])
+def test_a_run_whose_config_was_edited_to_another_sde_is_refused(work, tmp_path, capsys, command):
+    copy = edited(work, tmp_path, '^sde = "vp"$', 'sde = "subvp"')
+    argv = {
+        "sample": ["sample", "--run", copy, "--num", 4, "--steps", 2],
+        "evaluate": ["evaluate", "--run", copy, "--data", work / "train.npy", "--num", 4],
+        "resume": ["train", "--out", copy, "--resume", "--steps", 6, "--no-progress"],
+    }[command]
+    err = error_line(capsys, *argv)
+    assert err == (
+        f'scoresde: error: {copy / "config.toml"} says sde = "subvp", but '
+        f'{copy / "checkpoint.ckpt"} was trained with sde = "vp"; restore that value (the '
+        "checkpoint defines the model), or train a new run"
+    )
+
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        (
+            "^width = 8$",
+            "width = 16",
+            "says width = 16, but {run}/checkpoint.ckpt was trained with width = 8",
+        ),
+        ('^objective = "dsm"$', 'objective = "ncsn"', 'trained with objective = "dsm"'),
+        ('^sde = "vp"$', 'sde = "vpp"', 'sde must be one of "vp", "subvp", "ve", got "vpp"'),
+        ("^data_shape = .*$", "", "config.toml has no data_shape (scoresde train writes it"),
+        ("^data_shape = .*$", "data_shape = 2", "data_shape must be the shape of one sample"),
+        ("^width = 8$", "widht = 8", "unknown option 'widht' (did you mean 'width'?)"),
+    ],
+)
+def test_a_run_config_is_checked_before_loading(work, tmp_path, capsys, old, new, message):
+    copy = edited(work, tmp_path, old, new)
+    err = error_line(capsys, "sample", "--run", copy, "--num", 4, "--steps", 2)
+    assert message.format(run=copy) in err
+
+
+def test_a_diverging_lr_is_one_line_naming_the_option(work, tmp_path, capsys):
+    argv = ["train", "--data", work / "train.npy", "--out", tmp_path / "run", "--steps", 20]
+    argv += ["--batch-size", 32, "--width", 8, "--depth", 1, "--lr", 1e30, "--no-progress"]
+    err = error_line(capsys, *argv)
+    assert err.startswith("scoresde: error: The training loss became non-finite at step ")
+    assert err.endswith("(this run's lr is 1e+30); train again with a lower --lr, e.g. --lr 0.002")
+
+
+def test_a_bug_keeps_its_traceback(work, monkeypatch):
+    """A TypeError from an operation in scoresde's code (not a `raise` of a validator) and
+    a ValueError from numpy are bugs: they propagate, with their traceback."""
+
+    def operation_on_a_wrong_type(args):
+        _commands._diverged(FloatingPointError("x"), work / "nowhere", {"lr": "a"}, 2e-3)
+
+    monkeypatch.setattr(_commands, "sample", operation_on_a_wrong_type)
+    with pytest.raises(TypeError, match="unsupported operand"):
+        main(["sample", "--run", str(work / "run")])
+
+    def inside_numpy(args):
+        np.zeros(-1)
+
+    monkeypatch.setattr(_commands, "sample", inside_numpy)
+    with pytest.raises(ValueError, match="negative dimensions"):
+        main(["sample", "--run", str(work / "run")])
+
+
+def test_what_counts_as_a_user_error():
+    from scoresde._checks import check_num
+
+    with pytest.raises(ValueError) as info:
+        check_num("num_steps", 0)
+    assert user_error(info.value) == "`num_steps` must be an integer >= 1, got 0."
+    assert user_error(FileNotFoundError(2, "No such file", "x.npy")).startswith("[Errno 2]")
+    with pytest.raises(ValueError) as info:
+        np.zeros(-1)
+    assert user_error(info.value) is None
+    assert user_error(KeyError("data_shape")) is None
+    checked = eqx.filter_jit(lambda x: eqx.error_if(x, x > 0, "x must be <= 0; pass less"))
+    with pytest.raises(eqx.EquinoxRuntimeError) as info:
+        checked(jnp.ones(()))
+    assert user_error(info.value) == "x must be <= 0; pass less"
+
+
+def test_a_real_process_prints_one_line_and_exits_1(tmp_path):
+    (tmp_path / "c.toml").write_text('sde = "vpp"\n')
+    out = subprocess.run(
+        [sys.executable, "-m", "scoresde", "train", "--config", tmp_path / "c.toml"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 1
+    assert out.stderr.splitlines() == [
+        f'scoresde: error: {tmp_path / "c.toml"}: sde must be one of "vp", "subvp", "ve", '
+        'got "vpp" (did you mean "vp"?)'
+    ]
