@@ -2,6 +2,8 @@
 stderr (values in a config file included), never a traceback; a bug keeps its traceback.
 A run directory whose config.toml was edited since training is refused."""
 
+import hashlib
+import json
 import re
 import subprocess
 import sys
@@ -86,6 +88,16 @@ def test_config_file_values_are_checked(tmp_path, capsys, toml, message):
         (["train", "--lr", "inf"], "--lr must be a finite number > 0, got Infinity"),
         (["train", "--num-levels", "1"], "--num-levels must be an integer >= 2, got 1"),
         (["train", "--channel-mults", "1,x"], "argument --channel-mults: invalid _mults value"),
+        (["train", "--seed", str(2**70)], "--seed must be an integer between -2**62 and 2**62"),
+        (["sample", "--run", "{w}/run", "--seed", str(-(2**63))], "--seed must be an integer"),
+        (
+            ["train", "--data", "{w}/train.npy", "--out", "{w}/train.npy/run"],
+            "--out {w}/train.npy/run: {w}/train.npy is a file, not a folder; choose another --out",
+        ),
+        (
+            ["sample", "--run", "{w}/run", "--out", "{w}/train.npy/s.npy"],
+            "--out {w}/train.npy/s.npy: {w}/train.npy is a file, not a folder",
+        ),
         (["sample", "--run", "{w}/run", "--step-size", "nan"], "--step-size must be > 0"),
         (["evaluate", "--run", "{w}/run", "--data", "{w}/train.npy", "--tol", "-1"], "--tol"),
         (["train", "--out", "{w}/run", "--resume", "--lr", "0.1"], "so --lr cannot be given"),
@@ -93,7 +105,7 @@ def test_config_file_values_are_checked(tmp_path, capsys, toml, message):
 )
 def test_command_line_values_are_checked(work, capsys, argv, message):
     err = error_line(capsys, *[a.format(w=work) for a in argv])
-    assert message in err
+    assert message.format(w=work) in err
 
 
 def edited(work, tmp_path, old, new):
@@ -143,6 +155,26 @@ def test_a_run_config_is_checked_before_loading(work, tmp_path, capsys, old, new
     copy = edited(work, tmp_path, old, new)
     err = error_line(capsys, "sample", "--run", copy, "--num", 4, "--steps", 2)
     assert message.format(run=copy) in err
+
+
+def test_an_older_run_without_recorded_values_is_checked_by_its_model(work, tmp_path, capsys):
+    """Runs of earlier versions record no config values: the model config.toml builds is
+    compared with the one the checkpoint records."""
+    from scoresde._train import _checkpoint
+
+    copy = edited(work, tmp_path, '^sde = "vp"$', 'sde = "subvp"')
+    header, payload = _checkpoint.read_header(copy / "checkpoint.ckpt")
+    del header["metadata"]["config"]
+    head = json.dumps(header).encode()
+    body = _checkpoint._MAGIC + len(head).to_bytes(8, "little") + head + payload
+    (copy / "checkpoint.ckpt").write_bytes(body + hashlib.sha256(body).digest())
+    err = error_line(capsys, "sample", "--run", copy, "--num", 4, "--steps", 2)
+    assert err == (
+        f"scoresde: error: {copy / 'config.toml'} builds another model than "
+        f"{copy / 'checkpoint.ckpt'} holds (model.sde is scoresde.VPSDE in the file, "
+        "scoresde.SubVPSDE in the model); restore config.toml as it was when training, or "
+        "train a new run"
+    )
 
 
 def test_a_diverging_lr_is_one_line_naming_the_option(work, tmp_path, capsys):

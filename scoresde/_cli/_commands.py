@@ -98,6 +98,29 @@ def _conditioning(config: dict, labels) -> None:
     config["condition_dropout"] = float(p)
 
 
+def _make_folder(folder: pathlib.Path, option: str) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CLIError(
+            f"{option}: cannot create the folder {folder} ({e.strerror or e}); choose another "
+            f"{option}"
+        ) from e
+
+
+def _check_folder(folder: pathlib.Path, option: str, given=None) -> None:
+    """That `folder` (for the path `given` to `option`) can be created: no part of its
+    path is a file (checked before any work; nothing is created yet)."""
+    for part in (folder, *folder.parents):
+        if part.exists():
+            if not part.is_dir():
+                raise CLIError(
+                    f"{option} {given or folder}: {part} is a file, not a folder; choose "
+                    f"another {option}"
+                )
+            return
+
+
 def _recorded_config(run: pathlib.Path, config: dict) -> None:
     """Refuses a config.toml edited since its checkpoint was written (another SDE, ...)."""
     try:
@@ -107,10 +130,28 @@ def _recorded_config(run: pathlib.Path, config: dict) -> None:
     check_against_checkpoint(run, config, meta.get("config"))
 
 
+def _same_model(run: pathlib.Path, model) -> None:
+    """For runs that record no config values (older versions): the model config.toml
+    builds against the one the checkpoint records, with a hint that fits the CLI."""
+    from .._train._checkpoint import read_header
+    from .._train._recipe import describe, difference
+
+    saved = read_header(run / CHECKPOINT)[0].get("model")
+    if saved is None:
+        return
+    diff = difference(saved["recipe"], describe(model))
+    if diff is not None:
+        raise CLIError(
+            f"{run / CONFIG} builds another model than {run / CHECKPOINT} holds ({diff}); "
+            "restore config.toml as it was when training, or train a new run"
+        )
+
+
 def _load_state(run: pathlib.Path, config: dict):
     _recorded_config(run, config)
     sde = build_sde(config)
     model = build_model(config, sde)
+    _same_model(run, model)
     template = init_state(model, build_optimizer(config), jr.key(config["seed"]))
     try:
         state, meta = load_checkpoint(run / CHECKPOINT, template)
@@ -150,6 +191,7 @@ def train(args, defaults: dict) -> None:
         labels = training_labels(config, data)
     else:
         config = _merged_config(args, defaults)
+        _check_folder(run, "--out")
         if (run / CHECKPOINT).exists():
             raise CLIError(f"{run} already holds a run; use --resume, or another --out")
         data = training_data(config)
@@ -166,7 +208,7 @@ def train(args, defaults: dict) -> None:
         raise CLIError(f"data shape {data.shape[1:]} differs from the run's {config['data_shape']}")
     sde = build_sde(config, data)
     config.update(format=FORMAT, scoresde=__version__, out=str(run))
-    run.mkdir(parents=True, exist_ok=True)
+    _make_folder(run, "--out")
     write_config(run, config)
     if labels is not None:
         k = config["num_classes"]
@@ -307,6 +349,8 @@ def _score_and_condition(config: dict, model, label, guidance, num: int):
 def sample(args) -> None:
     run = pathlib.Path(args.run)
     config = read_run(args.run)
+    if args.out:
+        _check_folder(pathlib.Path(args.out).parent, "--out", args.out)
     _check_label_options(config, args.label, args.guidance)
     sde, state, _ = _load_state(run, config)
     score, condition, what = _score_and_condition(
@@ -325,7 +369,7 @@ def sample(args) -> None:
         condition,
     )
     out = pathlib.Path(args.out) if args.out else run / "samples.npy"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    _make_folder(out.parent, "--out")
     np.save(out, x)
     _figure(x, out.with_suffix(".png"))
     print(f"wrote {len(x)} samples{what} to {out} and {out.with_suffix('.png')}")

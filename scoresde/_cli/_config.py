@@ -74,6 +74,10 @@ def choice(values) -> Option:
     return Option(f"one of {words}", lambda v: isinstance(v, str) and v in values, tuple(values))
 
 
+# jax.random.key takes a 64-bit integer; the data set's key is seed + 1.
+SEED = Option(
+    "an integer between -2**62 and 2**62", lambda v: _is_int(v) and -(2**62) <= v <= 2**62
+)
 TEXT = Option("a string", lambda v: isinstance(v, str) and v != "")
 POSITIVE = Option("a finite number > 0", lambda v: _is_number(v) and v > 0)
 DROPOUT = Option("a number in [0, 1)", lambda v: _is_number(v) and 0 <= v < 1)
@@ -105,7 +109,7 @@ TRAIN_OPTIONS: dict[str, Option] = {
     "channel_mults": MULTS,
     "num_res_blocks": integer(1),
     "checkpoint_every": integer(1),
-    "seed": integer(),
+    "seed": SEED,
     "out": TEXT,
     "labels": TEXT,
     "condition_dropout": DROPOUT,

@@ -7,7 +7,7 @@ import re
 import sys
 import traceback
 
-from ._config import CLIError, DATASETS, OBJECTIVES, SDES
+from ._config import check_value, CLIError, DATASETS, OBJECTIVES, SDES, SEED
 
 
 TRAIN_DEFAULTS = {
@@ -276,6 +276,8 @@ def user_error(error: BaseException) -> str | None:
 
 
 def _run(args) -> None:
+    if args.seed is not None:
+        check_value("", "--seed", args.seed, SEED)
     if args.command == "demo":
         _positive(steps=args.steps)
         if args.num < 2:
