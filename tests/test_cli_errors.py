@@ -185,6 +185,32 @@ def test_a_diverging_lr_is_one_line_naming_the_option(work, tmp_path, capsys):
     assert err.endswith("(this run's lr is 1e+30); train again with a lower --lr, e.g. --lr 0.002")
 
 
+def test_a_failed_save_mid_run_is_one_line_saying_what_the_run_holds(
+    work, tmp_path, capsys, monkeypatch
+):
+    from scoresde._train import _fit
+
+    write, calls = _fit.write, []
+
+    def full_disk(*args, **kwargs):
+        calls.append(1)
+        if len(calls) >= 2:
+            raise OSError(28, "No space left on device")
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(_fit, "write", full_disk)
+    run_dir = tmp_path / "run"
+    argv = ["train", "--data", work / "train.npy", "--out", run_dir, "--steps", 4]
+    argv += ["--batch-size", 32, "--width", 8, "--depth", 1, "--checkpoint-every", 2]
+    err = error_line(capsys, *argv, "--no-progress")
+    assert err == (
+        f"scoresde: error: training ran, but could not save the checkpoint "
+        f"{run_dir / 'checkpoint.ckpt'} at step(s) 4 (OSError: [Errno 28] No space left on "
+        "device); it holds step 2; free space or fix the folder, then continue with "
+        f"scoresde train --out {run_dir} --resume"
+    )
+
+
 def test_a_bug_keeps_its_traceback(work, monkeypatch):
     """A TypeError from an operation in scoresde's code (not a `raise` of a validator) and
     a ValueError from numpy are bugs: they propagate, with their traceback."""
@@ -219,6 +245,9 @@ def test_what_counts_as_a_user_error():
     with pytest.raises(eqx.EquinoxRuntimeError) as info:
         checked(jnp.ones(()))
     assert user_error(info.value) == "x must be <= 0; pass less"
+    with pytest.raises(eqx.EquinoxTracetimeError) as info:
+        eqx.error_if(jnp.ones(()), True, "known at trace time; pass less")
+    assert user_error(info.value) == "known at trace time; pass less"
 
 
 def test_a_real_process_prints_one_line_and_exits_1(tmp_path):

@@ -3,6 +3,7 @@
 import json
 import math
 import pathlib
+import warnings
 
 import diffrax as dfx
 import jax.numpy as jnp
@@ -222,26 +223,45 @@ def train(args, defaults: dict) -> None:
     else:
         conditioning = {}
     try:
-        result = fit(
-            build_model(config, sde),
-            build_objective(config, sde),
-            data,
-            optimizer=build_optimizer(config),
-            num_steps=config["steps"],
-            batch_size=config["batch_size"],
-            key=jr.key(config["seed"]),
-            checkpoint=run / CHECKPOINT,
-            checkpoint_every=config["checkpoint_every"],
-            resume=args.resume,
-            progress=not args.no_progress,
-            metadata={"config": defining(config)},
-            **conditioning,
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            result = fit(
+                build_model(config, sde),
+                build_objective(config, sde),
+                data,
+                optimizer=build_optimizer(config),
+                num_steps=config["steps"],
+                batch_size=config["batch_size"],
+                key=jr.key(config["seed"]),
+                checkpoint=run / CHECKPOINT,
+                checkpoint_every=config["checkpoint_every"],
+                resume=args.resume,
+                progress=not args.no_progress,
+                metadata={"config": defining(config)},
+                **conditioning,
+            )
     except FloatingPointError as e:
         raise CLIError(_diverged(e, run, config, defaults["lr"])) from e
+    _unsaved(caught, run)
     plotting.save(plotting.plot_loss(result.losses), run / "loss.png")
     print(f"trained to step {int(result.state.step)}; final loss {result.losses[-100:].mean():.4g}")
     print(f"wrote {run / CHECKPOINT}, {run / 'loss.png'}, {run / CONFIG}")
+
+
+def _unsaved(caught: list, run: pathlib.Path) -> None:
+    """Re-shows the warnings of `fit`, except that a checkpoint could not be saved (a full
+    disk mid-run): that is an error here, one line, since the process ends with it."""
+    unsaved = None
+    for w in caught:
+        if str(w.message).startswith("fit could not save"):
+            unsaved = str(w.message)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    if unsaved is not None:
+        what = unsaved.removeprefix("fit ").split(". The returned result")[0]
+        raise CLIError(
+            f"training ran, but {what}; free space or fix the folder, then continue with "
+            f"scoresde train --out {run} --resume"
+        )
 
 
 def _diverged(error: FloatingPointError, run: pathlib.Path, config: dict, default_lr) -> str:

@@ -257,7 +257,8 @@ def user_error(error: BaseException) -> str | None:
     - a `ValueError` (a `CheckpointError` too), `TypeError` or `FloatingPointError`
       raised by a `raise` statement in scoresde: the library's validators, which check
       every argument at the call and name the fix, and `fit`'s divergence check;
-    - an `EquinoxRuntimeError` of the library's run-time value checks (`eqx.error_if`).
+    - an `EquinoxRuntimeError` or `EquinoxTracetimeError` of the library's value checks
+      (`eqx.error_if`; the CLI runs only the library's own models and scores).
 
     The same types raised anywhere else (inside JAX or numpy, or by a Python operation on
     a wrong type in our own code) are bugs, and so is every other exception."""
@@ -272,6 +273,8 @@ def user_error(error: BaseException) -> str | None:
     if isinstance(error, eqx.EquinoxRuntimeError):
         found = _EQX_MESSAGE.search(str(error))
         return _one_line(found.group(1)) if found else None
+    if isinstance(error, eqx.EquinoxTracetimeError):
+        return _one_line(error)
     return None
 
 
