@@ -281,3 +281,15 @@ def test_fit_records_metadata_and_refuses_reserved_keys(tmp_path):
         train(path, metadata={"losses": 1}, overwrite=True)
     with pytest.raises(TypeError, match="`metadata` must be JSON-able"):
         train(path, metadata={"array": jnp.zeros(2)}, overwrite=True)
+
+
+def test_save_model_and_save_checkpoint_under_a_file_name_the_path(tmp_path):
+    (tmp_path / "notes.txt").write_text("a file")
+    path = tmp_path / "notes.txt" / "model.eqx"
+    for save in (sd.save_model, sd.save_checkpoint):
+        with pytest.raises(NotADirectoryError) as info:
+            save(path, mlp())
+        assert one_line(info) == (
+            f"`path` {path}: {tmp_path / 'notes.txt'} is a file, not a folder; choose a path "
+            "in a folder."
+        )

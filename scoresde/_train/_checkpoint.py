@@ -45,7 +45,11 @@ def save_checkpoint(path: str | os.PathLike, tree: Any, *, metadata: dict | None
     The file is a header (format, leaf paths/shapes/dtypes, metadata) followed by
     `equinox.tree_serialise_leaves`'s payload and the SHA-256 of all of it, so an edit
     anywhere (a weight, the loss history in the header) is refused on loading.
+
+    Raises an `OSError` naming `path` and the fix when it cannot be written (its folder
+    read-only, a part of it a file), before anything is serialised.
     """
+    check_writable(path, "`path`")
     write(path, tree, metadata=metadata)
 
 
