@@ -262,3 +262,14 @@ def test_a_real_process_prints_one_line_and_exits_1(tmp_path):
         f'scoresde: error: {tmp_path / "c.toml"}: sde must be one of "vp", "subvp", "ve", '
         'got "vpp" (did you mean "vp"?)'
     ]
+
+
+def test_only_the_values_of_the_model_trained_are_recorded(work):
+    recorded = sd.read_metadata(work / "run" / "checkpoint.ckpt")["config"]
+    assert recorded == {
+        "sde": "vp",
+        "objective": "dsm",
+        "data_shape": [2],
+        "width": 8,
+        "depth": 1,
+    }

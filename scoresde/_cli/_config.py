@@ -123,11 +123,24 @@ RUN_OPTIONS: dict[str, Option] = {
     "num_classes": integer(1),
     "sigma_max": POSITIVE,
 }
-# Always in a run's config.toml (sigma_max too for sde = "ve").
+# In every run's config.toml since the first version of format 1 (and sigma_max for
+# sde = "ve"); the U-Net's and the labels' options came later and have defaults.
 RUN_REQUIRED = [
-    *(k for k in TRAIN_OPTIONS if k not in ("data", "dataset", "labels", "condition_dropout")),
+    "num_data",
+    "sde",
+    "objective",
+    "steps",
+    "batch_size",
+    "lr",
+    "width",
+    "depth",
+    "num_levels",
+    "checkpoint_every",
+    "seed",
+    "out",
     "data_shape",
 ]
+UNET_OPTIONS = ("base_channels", "channel_mults", "num_res_blocks")
 # The values that define the trained function: recorded in each checkpoint, so an edit
 # of config.toml afterwards is refused instead of sampling another model.
 DEFINING = [
@@ -466,5 +479,14 @@ def check_against_checkpoint(run: pathlib.Path, config: dict, recorded: dict | N
 
 
 def defining(config: dict) -> dict:
-    """The values of `config` that define the trained function (see DEFINING)."""
-    return {name: config[name] for name in DEFINING if config.get(name) is not None}
+    """The values of `config` that define the trained function (see DEFINING): the
+    U-Net's sizes for images, the MLP's for vectors; `num_levels` for ncsn only (another
+    run may edit it to sample annealed Langevin on another ladder)."""
+    unused = ("width", "depth") if len(config["data_shape"]) == 3 else UNET_OPTIONS
+    if config["objective"] != "ncsn":
+        unused = (*unused, "num_levels")
+    return {
+        name: config[name]
+        for name in DEFINING
+        if name not in unused and config.get(name) is not None
+    }
