@@ -293,3 +293,37 @@ def test_save_model_and_save_checkpoint_under_a_file_name_the_path(tmp_path):
             f"`path` {path}: {tmp_path / 'notes.txt'} is a file, not a folder; choose a path "
             "in a folder."
         )
+
+
+KILLED_MID_SAVE = """
+import os, sys, time
+import jax.random as jr
+import scoresde as sd
+from scoresde import nn
+
+def hang(fd):  # the data is written, not yet renamed: kill -9 lands here
+    print("writing", flush=True)
+    time.sleep(600)
+
+os.fsync = hang
+sd.save_checkpoint(sys.argv[1], nn.TimeMLP(2, width=8, depth=1, key=jr.key(0)))
+"""
+
+
+def test_a_save_killed_mid_write_leaves_a_temporary_the_next_save_removes(tmp_path):
+    path = tmp_path / "run.ckpt"
+    sd.save_checkpoint(path, mlp())
+    before = path.read_bytes()
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED_MID_SAVE, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout.readline().strip() == "writing"
+    finally:
+        child.kill()
+        child.wait()
+    left = [p.name for p in tmp_path.iterdir() if p.name != "run.ckpt"]
+    assert len(left) == 1 and left[0].startswith(f".run.ckpt.w{child.pid}.")
+    assert path.read_bytes() == before  # the last good checkpoint survived
+    sd.save_checkpoint(path, mlp())
+    assert [p.name for p in tmp_path.iterdir()] == ["run.ckpt"]
