@@ -3,6 +3,7 @@
 import json
 import math
 import pathlib
+import warnings
 
 import diffrax as dfx
 import jax.numpy as jnp
@@ -20,16 +21,20 @@ from .._sampler import (
     ReverseSDE,
     sample as sample_fn,
 )
-from .._train import CheckpointError, fit, init_state, load_checkpoint
+from .._train import CheckpointError, fit, init_state, load_checkpoint, read_metadata
 from ._config import (
     build_model,
     build_objective,
     build_optimizer,
     build_sde,
+    check_against_checkpoint,
+    check_config_file,
+    check_value,
     CHECKPOINT,
     CLIError,
     conditional,
     CONFIG,
+    defining,
     FORMAT,
     load_data,
     load_labels,
@@ -37,6 +42,7 @@ from ._config import (
     read_config,
     read_run,
     time_free,
+    TRAIN_OPTIONS,
     training_data,
     training_labels,
     write_config,
@@ -44,36 +50,28 @@ from ._config import (
 
 
 def _merged_config(args, defaults: dict) -> dict:
-    """Defaults < the --config file < options given on the command line."""
+    """Defaults < the --config file < options given on the command line, each value
+    checked against TRAIN_OPTIONS where it was given."""
     config = dict(defaults)
+    given = {}
     if args.config:
         path = pathlib.Path(args.config)
         if not path.is_file():
             raise CLIError(f"no config file at {path}")
         given = read_config(path)
-        unknown = sorted(set(given) - set(defaults))
-        if unknown:
-            raise CLIError(f"{path}: unknown option(s) {unknown}; known: {sorted(defaults)}")
+        check_config_file(path, given, TRAIN_OPTIONS)
+        if given.get("data") is not None and given.get("dataset") is not None:
+            raise CLIError(f"{path}: give data (a file) or dataset (a built-in one), not both")
         config.update(given)
     for name in defaults:
         value = getattr(args, name, None)
         if value is not None:
+            check_value("", "--" + name.replace("_", "-"), value, TRAIN_OPTIONS[name])
             config[name] = value
-    if args.data:
+    if args.data or (given.get("data") and not args.dataset):
         config["dataset"] = None
-    names = ("num_data", "steps", "batch_size", "width", "num_levels", "checkpoint_every")
-    for name in (*names, "base_channels", "num_res_blocks"):
-        if not isinstance(config[name], int) or config[name] < 1:
-            raise CLIError(f"{name.replace('_', '-')} must be an integer >= 1, got {config[name]}")
-    mults = config["channel_mults"]
-    if (
-        not isinstance(mults, list)
-        or not mults
-        or any(isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in mults)
-    ):
-        raise CLIError(f"channel-mults must be positive integers like 1,2, got {mults}")
-    if not config["lr"] > 0:
-        raise CLIError(f"lr must be > 0, got {config['lr']}")
+    elif args.dataset:
+        config["data"] = None
     if config["labels"] is not None and not config["data"]:
         raise CLIError("--labels needs --data FILE (the built-in data sets are unlabelled)")
     return config
@@ -101,9 +99,60 @@ def _conditioning(config: dict, labels) -> None:
     config["condition_dropout"] = float(p)
 
 
+def _make_folder(folder: pathlib.Path, option: str) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CLIError(
+            f"{option}: cannot create the folder {folder} ({e.strerror or e}); choose another "
+            f"{option}"
+        ) from e
+
+
+def _check_folder(folder: pathlib.Path, option: str, given=None) -> None:
+    """That `folder` (for the path `given` to `option`) can be created: no part of its
+    path is a file (checked before any work; nothing is created yet)."""
+    for part in (folder, *folder.parents):
+        if part.exists():
+            if not part.is_dir():
+                raise CLIError(
+                    f"{option} {given or folder}: {part} is a file, not a folder; choose "
+                    f"another {option}"
+                )
+            return
+
+
+def _recorded_config(run: pathlib.Path, config: dict) -> None:
+    """Refuses a config.toml edited since its checkpoint was written (another SDE, ...)."""
+    try:
+        meta = read_metadata(run / CHECKPOINT)
+    except CheckpointError as e:
+        raise CLIError(str(e)) from e
+    check_against_checkpoint(run, config, meta.get("config"))
+
+
+def _same_model(run: pathlib.Path, model) -> None:
+    """For runs that record no config values (older versions): the model config.toml
+    builds against the one the checkpoint records, with a hint that fits the CLI."""
+    from .._train._checkpoint import read_header
+    from .._train._recipe import describe, difference
+
+    saved = read_header(run / CHECKPOINT)[0].get("model")
+    if saved is None:
+        return
+    diff = difference(saved["recipe"], describe(model))
+    if diff is not None:
+        raise CLIError(
+            f"{run / CONFIG} builds another model than {run / CHECKPOINT} holds ({diff}); "
+            "restore config.toml as it was when training, or train a new run"
+        )
+
+
 def _load_state(run: pathlib.Path, config: dict):
+    _recorded_config(run, config)
     sde = build_sde(config)
     model = build_model(config, sde)
+    _same_model(run, model)
     template = init_state(model, build_optimizer(config), jr.key(config["seed"]))
     try:
         state, meta = load_checkpoint(run / CHECKPOINT, template)
@@ -112,18 +161,38 @@ def _load_state(run: pathlib.Path, config: dict):
     return sde, state, meta
 
 
+# `train --resume` continues the run as its config.toml says; only these may be given.
+RESUME_OPTIONS = ("steps", "out")
+
+
 def train(args, defaults: dict) -> None:
     from .. import __version__
 
     run = pathlib.Path(args.out or defaults["out"])
     if args.resume:
+        changed = [
+            f"--{name.replace('_', '-')}"
+            for name in defaults
+            if name not in RESUME_OPTIONS and getattr(args, name, None) is not None
+        ]
+        if args.config:
+            changed.insert(0, "--config")
+        if changed:
+            raise CLIError(
+                f"--resume continues the run in {run} as its {CONFIG} says, so "
+                f"{', '.join(changed)} cannot be given (only --steps); train a new run with "
+                "another --out to change them"
+            )
         config = read_run(str(run))
+        _recorded_config(run, config)
         if args.steps is not None:
+            check_value("", "--steps", args.steps, TRAIN_OPTIONS["steps"])
             config["steps"] = args.steps
         data = training_data(config)
         labels = training_labels(config, data)
     else:
         config = _merged_config(args, defaults)
+        _check_folder(run, "--out")
         if (run / CHECKPOINT).exists():
             raise CLIError(f"{run} already holds a run; use --resume, or another --out")
         data = training_data(config)
@@ -140,7 +209,7 @@ def train(args, defaults: dict) -> None:
         raise CLIError(f"data shape {data.shape[1:]} differs from the run's {config['data_shape']}")
     sde = build_sde(config, data)
     config.update(format=FORMAT, scoresde=__version__, out=str(run))
-    run.mkdir(parents=True, exist_ok=True)
+    _make_folder(run, "--out")
     write_config(run, config)
     if labels is not None:
         k = config["num_classes"]
@@ -153,23 +222,61 @@ def train(args, defaults: dict) -> None:
         )
     else:
         conditioning = {}
-    result = fit(
-        build_model(config, sde),
-        build_objective(config, sde),
-        data,
-        optimizer=build_optimizer(config),
-        num_steps=config["steps"],
-        batch_size=config["batch_size"],
-        key=jr.key(config["seed"]),
-        checkpoint=run / CHECKPOINT,
-        checkpoint_every=config["checkpoint_every"],
-        resume=args.resume,
-        progress=not args.no_progress,
-        **conditioning,
-    )
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            result = fit(
+                build_model(config, sde),
+                build_objective(config, sde),
+                data,
+                optimizer=build_optimizer(config),
+                num_steps=config["steps"],
+                batch_size=config["batch_size"],
+                key=jr.key(config["seed"]),
+                checkpoint=run / CHECKPOINT,
+                checkpoint_every=config["checkpoint_every"],
+                resume=args.resume,
+                progress=not args.no_progress,
+                metadata={"config": defining(config)},
+                **conditioning,
+            )
+    except FloatingPointError as e:
+        raise CLIError(_diverged(e, run, config, defaults["lr"])) from e
+    _unsaved(caught, run)
     plotting.save(plotting.plot_loss(result.losses), run / "loss.png")
     print(f"trained to step {int(result.state.step)}; final loss {result.losses[-100:].mean():.4g}")
     print(f"wrote {run / CHECKPOINT}, {run / 'loss.png'}, {run / CONFIG}")
+
+
+def _unsaved(caught: list, run: pathlib.Path) -> None:
+    """Re-shows the warnings of `fit`, except that a checkpoint could not be saved (a full
+    disk mid-run): that is an error here, one line, since the process ends with it."""
+    unsaved = None
+    for w in caught:
+        if str(w.message).startswith("fit could not save"):
+            unsaved = str(w.message)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    if unsaved is not None:
+        what = unsaved.removeprefix("fit ").split(". The returned result")[0]
+        raise CLIError(
+            f"training ran, but {what}; free space or fix the folder, then continue with "
+            f"scoresde train --out {run} --resume"
+        )
+
+
+def _diverged(error: FloatingPointError, run: pathlib.Path, config: dict, default_lr) -> str:
+    """The one line for a run whose loss became NaN or inf; it suggests a tenth of the
+    run's learning rate, at most the default one."""
+    if (run / CHECKPOINT).is_file():
+        step = read_metadata(run / CHECKPOINT)["step"]
+        kept = f"{run} keeps the checkpoint of step {step}: train again into another --out"
+    else:
+        kept = "train again"
+    lower = min(config["lr"] / 10, default_lr)
+    return (
+        f"{str(error).rstrip('.')} (this run's lr is {config['lr']:g}); {kept} with a lower "
+        f"--lr, e.g. --lr {lower:g}"
+    )
 
 
 def _sampler(name: str, solver: str, steps: int, step_size: float, config: dict, sde):
@@ -262,6 +369,8 @@ def _score_and_condition(config: dict, model, label, guidance, num: int):
 def sample(args) -> None:
     run = pathlib.Path(args.run)
     config = read_run(args.run)
+    if args.out:
+        _check_folder(pathlib.Path(args.out).parent, "--out", args.out)
     _check_label_options(config, args.label, args.guidance)
     sde, state, _ = _load_state(run, config)
     score, condition, what = _score_and_condition(
@@ -280,7 +389,7 @@ def sample(args) -> None:
         condition,
     )
     out = pathlib.Path(args.out) if args.out else run / "samples.npy"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    _make_folder(out.parent, "--out")
     np.save(out, x)
     _figure(x, out.with_suffix(".png"))
     print(f"wrote {len(x)} samples{what} to {out} and {out.with_suffix('.png')}")

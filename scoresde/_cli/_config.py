@@ -1,8 +1,12 @@
 """Run directories: the exact configuration of a training run, and how to rebuild its
 SDE, model, objective and optimiser from it."""
 
+import difflib
+import json
 import math
 import pathlib
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax.random as jr
 import numpy as np
@@ -39,6 +43,155 @@ DATASETS = {
 
 class CLIError(Exception):
     """A user error: printed as one line, exit status 1."""
+
+
+class Option(NamedTuple):
+    """What a config value must be: `expected` in words, `ok` the test, and for a choice
+    its allowed `values` (to suggest the nearest)."""
+
+    expected: str
+    ok: Callable[[Any], bool]
+    values: tuple = ()
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return (_is_int(v) or isinstance(v, float)) and math.isfinite(v)
+
+
+def integer(minimum: int | None = None) -> Option:
+    if minimum is None:
+        return Option("an integer", _is_int)
+    return Option(f"an integer >= {minimum}", lambda v: _is_int(v) and v >= minimum)
+
+
+def choice(values) -> Option:
+    values = list(values)
+    words = ", ".join(json.dumps(v) for v in values)
+    return Option(f"one of {words}", lambda v: isinstance(v, str) and v in values, tuple(values))
+
+
+# jax.random.key takes a 64-bit integer; the data set's key is seed + 1.
+SEED = Option(
+    "an integer between -2**62 and 2**62", lambda v: _is_int(v) and -(2**62) <= v <= 2**62
+)
+TEXT = Option("a string", lambda v: isinstance(v, str) and v != "")
+POSITIVE = Option("a finite number > 0", lambda v: _is_number(v) and v > 0)
+DROPOUT = Option("a number in [0, 1)", lambda v: _is_number(v) and 0 <= v < 1)
+MULTS = Option(
+    "a non-empty list of integers >= 1, e.g. [1, 2]",
+    lambda v: isinstance(v, list) and bool(v) and all(_is_int(m) and m >= 1 for m in v),
+)
+DATA_SHAPE = Option(
+    "the shape of one sample: [d] for vectors or [C, H, W] for images",
+    lambda v: isinstance(v, list) and len(v) in (1, 3) and all(_is_int(m) and m >= 1 for m in v),
+)
+SDES = ["vp", "subvp", "ve"]
+OBJECTIVES = ["dsm", "ism", "ssm", "ncsn"]
+
+# Every option of `scoresde train` (also its --config file's keys), and what it must be.
+TRAIN_OPTIONS: dict[str, Option] = {
+    "data": TEXT,
+    "dataset": choice(sorted(DATASETS)),
+    "num_data": integer(1),
+    "sde": choice(SDES),
+    "objective": choice(OBJECTIVES),
+    "steps": integer(1),
+    "batch_size": integer(1),
+    "lr": POSITIVE,
+    "width": integer(1),
+    "depth": integer(0),
+    "num_levels": integer(2),
+    "base_channels": integer(1),
+    "channel_mults": MULTS,
+    "num_res_blocks": integer(1),
+    "checkpoint_every": integer(1),
+    "seed": SEED,
+    "out": TEXT,
+    "labels": TEXT,
+    "condition_dropout": DROPOUT,
+}
+# What `scoresde train` adds to a run's config.toml.
+RUN_OPTIONS: dict[str, Option] = {
+    **TRAIN_OPTIONS,
+    "format": integer(),
+    "scoresde": TEXT,
+    "data_shape": DATA_SHAPE,
+    "num_classes": integer(1),
+    "sigma_max": POSITIVE,
+}
+# In every run's config.toml since the first version of format 1 (and sigma_max for
+# sde = "ve"); the U-Net's and the labels' options came later and have defaults.
+RUN_REQUIRED = [
+    "num_data",
+    "sde",
+    "objective",
+    "steps",
+    "batch_size",
+    "lr",
+    "width",
+    "depth",
+    "num_levels",
+    "checkpoint_every",
+    "seed",
+    "out",
+    "data_shape",
+]
+UNET_OPTIONS = ("base_channels", "channel_mults", "num_res_blocks")
+# The values that define the trained function: recorded in each checkpoint, so an edit
+# of config.toml afterwards is refused instead of sampling another model.
+DEFINING = [
+    "sde",
+    "sigma_max",
+    "objective",
+    "num_levels",
+    "data_shape",
+    "width",
+    "depth",
+    "base_channels",
+    "channel_mults",
+    "num_res_blocks",
+    "num_classes",
+]
+
+
+def toml_value(v) -> str:
+    """`v` as written in a TOML file (strings in double quotes)."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float, str, list)):
+        return json.dumps(v)
+    return f"a {type(v).__name__}"
+
+
+def nearest(name: str, names, show: Callable[[str], str] = str) -> str:
+    """` (did you mean X?)` for the closest of `names`, or nothing."""
+    close = difflib.get_close_matches(name, list(names), n=1, cutoff=0.6)
+    return f" (did you mean {show(close[0])}?)" if close else ""
+
+
+def check_value(where: str, name: str, value, option: Option) -> None:
+    """A CLIError `WHERE NAME must be EXPECTED, got VALUE` for a bad value. `where` is ""
+    for a command-line option (`name` is then `--name`), else the file and a colon."""
+    if option.ok(value):
+        return
+    hint = nearest(value, option.values, json.dumps) if isinstance(value, str) else ""
+    raise CLIError(f"{where}{name} must be {option.expected}, got {toml_value(value)}{hint}")
+
+
+def check_config_file(path, given: dict, options: dict[str, Option]) -> None:
+    """Every key of a TOML file known, every value of the right type and range."""
+    for name in given:
+        if name not in options:
+            raise CLIError(
+                f"{path}: unknown option {name!r}{nearest(name, options, repr)}; known: "
+                f"{', '.join(sorted(options))}"
+            )
+    for name, value in given.items():
+        check_value(f"{path}: ", name, value, options[name])
 
 
 def load_data(path: str) -> np.ndarray:
@@ -289,12 +442,51 @@ def read_run(run: str) -> dict:
     directory = pathlib.Path(run)
     if not (directory / CONFIG).is_file():
         raise CLIError(f"{directory} is not a run directory (no {CONFIG}); train one first")
-    config = read_config(directory / CONFIG)
+    path = directory / CONFIG
+    config = read_config(path)
     if config.get("format") != FORMAT:
         raise CLIError(
             f"{directory} was written by an incompatible scoresde (run format "
             f"{config.get('format')}, this version reads {FORMAT}); retrain it"
         )
+    check_config_file(path, config, RUN_OPTIONS)
+    required = RUN_REQUIRED + (["sigma_max"] if config.get("sde") == "ve" else [])
+    for name in required:
+        if name not in config:
+            raise CLIError(
+                f"{path} has no {name} (scoresde train writes it, "
+                f"{RUN_OPTIONS[name].expected}); restore that line, or retrain"
+            )
     if not (directory / CHECKPOINT).is_file():
         raise CLIError(f"{directory} has no {CHECKPOINT}; its training did not finish a save")
     return config
+
+
+def check_against_checkpoint(run: pathlib.Path, config: dict, recorded: dict | None) -> None:
+    """That `config.toml` still holds the values that defined the trained model, as the
+    checkpoint recorded them (runs of older versions record none: nothing to check)."""
+    if not recorded:
+        return
+    for name, saved in recorded.items():
+        now = config.get(name)
+        if now != saved:
+            now_text = f"{name} = {toml_value(now)}" if now is not None else f"no {name}"
+            raise CLIError(
+                f"{run / CONFIG} says {now_text}, but {run / CHECKPOINT} was trained with "
+                f"{name} = {toml_value(saved)}; restore that value (the checkpoint defines "
+                "the model), or train a new run"
+            )
+
+
+def defining(config: dict) -> dict:
+    """The values of `config` that define the trained function (see DEFINING): the
+    U-Net's sizes for images, the MLP's for vectors; `num_levels` for ncsn only (another
+    run may edit it to sample annealed Langevin on another ladder)."""
+    unused = ("width", "depth") if len(config["data_shape"]) == 3 else UNET_OPTIONS
+    if config["objective"] != "ncsn":
+        unused = (*unused, "num_levels")
+    return {
+        name: config[name]
+        for name in DEFINING
+        if name not in unused and config.get(name) is not None
+    }

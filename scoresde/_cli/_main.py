@@ -1,9 +1,13 @@
 """`scoresde` / `python -m scoresde`: train, sample, evaluate, demo."""
 
 import argparse
+import math
+import os
+import re
 import sys
+import traceback
 
-from ._config import CLIError, DATASETS
+from ._config import check_value, CLIError, DATASETS, OBJECTIVES, SDES, SEED
 
 
 TRAIN_DEFAULTS = {
@@ -31,14 +35,23 @@ SAMPLERS = ["reverse-sde", "pf-ode", "langevin", "annealed-langevin", "pc"]
 
 
 class _Parser(argparse.ArgumentParser):
-    """Errors as one line, exit status 2."""
+    """Errors as one line, exit status 1, like every other user error."""
 
     def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(1, f"{self.prog}: error: {message}\n")
+
+
+def _mults(text: str) -> list[int]:
+    return [int(m) for m in text.split(",")]
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="scoresde", description=__doc__)
+    parser = _Parser(
+        prog="scoresde",
+        description=__doc__,
+        epilog="A user error prints one line and exits with status 1 (set "
+        "SCORESDE_TRACEBACK=1 to see its traceback too).",
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     train = sub.add_parser("train", help="train a score model; writes a run directory")
@@ -66,10 +79,10 @@ def _parser() -> argparse.ArgumentParser:
         "label, so the model also learns p(x) for guidance (default 0.1)",
     )
     train.add_argument("--num-data", type=int, help="points drawn from --dataset (default 20000)")
-    train.add_argument("--sde", choices=["vp", "subvp", "ve"], help="forward SDE (default vp)")
+    train.add_argument("--sde", choices=SDES, help="forward SDE (default vp)")
     train.add_argument(
         "--objective",
-        choices=["dsm", "ism", "ssm", "ncsn"],
+        choices=OBJECTIVES,
         help="denoising (default), implicit, sliced score matching, or NCSN multi-noise DSM",
     )
     train.add_argument("--steps", type=int, help="total training steps (default 2000)")
@@ -83,7 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--channel-mults",
-        type=lambda v: [int(m) for m in v.split(",")],
+        type=_mults,
         metavar="M1,M2,...",
         help="images: U-Net channel multiplier per resolution level (default 1,2)",
     )
@@ -208,44 +221,111 @@ def _positive(**values) -> None:
             raise CLIError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
 
 
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_EQX_MESSAGE = re.compile(r"EquinoxRuntimeError: (.*?)\n\n-{5,}", re.DOTALL)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _raised_by_scoresde(error: BaseException) -> bool:
+    """Whether `error` comes from a `raise` statement in scoresde's own code: the
+    innermost frame of its traceback is in the package, on a line that says `raise`."""
+    tb = error.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    filename = os.path.abspath(tb.tb_frame.f_code.co_filename)
+    if not filename.startswith(_PACKAGE + os.sep):
+        return False
+    import linecache
+
+    return linecache.getline(filename, tb.tb_lineno).lstrip().startswith("raise")
+
+
+def user_error(error: BaseException) -> str | None:
+    """The one line to print for a user error, or None for a bug (which keeps its
+    traceback: that is what a bug report needs).
+
+    A user error is one of:
+
+    - a `CLIError`: the command line's own checks of options, config files, data files
+      and run directories;
+    - an `OSError`: the environment (a missing file, no permission, a full disk);
+    - a `ValueError` (a `CheckpointError` too), `TypeError` or `FloatingPointError`
+      raised by a `raise` statement in scoresde: the library's validators, which check
+      every argument at the call and name the fix, and `fit`'s divergence check;
+    - an `EquinoxRuntimeError` or `EquinoxTracetimeError` of the library's value checks
+      (`eqx.error_if`; the CLI runs only the library's own models and scores).
+
+    The same types raised anywhere else (inside JAX or numpy, or by a Python operation on
+    a wrong type in our own code) are bugs, and so is every other exception."""
+    import equinox as eqx
+
+    if isinstance(error, CLIError):
+        return _one_line(error)
+    if isinstance(error, OSError):
+        return _one_line(error) or type(error).__name__
+    if isinstance(error, (ValueError, TypeError, FloatingPointError)):
+        return _one_line(error) if _raised_by_scoresde(error) else None
+    if isinstance(error, eqx.EquinoxRuntimeError):
+        found = _EQX_MESSAGE.search(str(error))
+        return _one_line(found.group(1)) if found else None
+    if isinstance(error, eqx.EquinoxTracetimeError):
+        return _one_line(error)
+    return None
+
+
+def _run(args) -> None:
+    if args.seed is not None:
+        check_value("", "--seed", args.seed, SEED)
+    if args.command == "demo":
+        _positive(steps=args.steps)
+        if args.num < 2:
+            raise CLIError("--num must be >= 2")
+        from .._demo import run
+
+        run(args.out, args.num, args.seed, args.steps)
+    elif args.command == "train":
+        from ._commands import train
+
+        train(args, TRAIN_DEFAULTS)
+    elif args.command == "sample":
+        _positive(num=args.num, steps=args.steps)
+        if not (math.isfinite(args.step_size) and args.step_size > 0):
+            raise CLIError(f"--step-size must be > 0 (a finite number), got {args.step_size}")
+        from ._commands import sample
+
+        sample(args)
+    else:
+        _positive(
+            num=args.num,
+            probes=args.probes,
+            batch_size=args.batch_size,
+            sample_steps=args.sample_steps,
+            num_bins=args.num_bins,
+        )
+        if not (math.isfinite(args.tol) and args.tol > 0):
+            raise CLIError(f"--tol must be > 0 (a finite number), got {args.tol}")
+        from ._commands import evaluate
+
+        evaluate(args)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
+    """Runs one command. Every user error (see `user_error`) prints one line,
+    `scoresde: error: ...`, to stderr and returns 1; a bug keeps its traceback."""
+    args = _parser().parse_args(argv)
     try:
-        if args.command == "demo":
-            _positive(steps=args.steps)
-            if args.num < 2:
-                raise CLIError("--num must be >= 2")
-            from .._demo import run
-
-            run(args.out, args.num, args.seed, args.steps)
-        elif args.command == "train":
-            from ._commands import train
-
-            train(args, TRAIN_DEFAULTS)
-        elif args.command == "sample":
-            _positive(num=args.num, steps=args.steps)
-            from ._commands import sample
-
-            sample(args)
-        else:
-            _positive(
-                num=args.num,
-                probes=args.probes,
-                batch_size=args.batch_size,
-                sample_steps=args.sample_steps,
-                num_bins=args.num_bins,
-            )
-            if not args.tol > 0:
-                raise CLIError(f"--tol must be > 0, got {args.tol}")
-            from ._commands import evaluate
-
-            evaluate(args)
-    except CLIError as e:
-        print(f"scoresde: error: {e}", file=sys.stderr)
-        return 1
-    except (ValueError, TypeError, OSError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"scoresde: error: {first}", file=sys.stderr)
+        _run(args)
+    except Exception as e:
+        message = user_error(e)
+        if message is None:
+            raise
+        print(f"scoresde: error: {message}", file=sys.stderr)
+        if os.environ.get("SCORESDE_TRACEBACK"):
+            traceback.print_exc()
         return 1
     return 0

@@ -5,6 +5,7 @@ import io
 import json
 import os
 import pathlib
+import re
 import tempfile
 from typing import Any, TypeVar
 
@@ -15,7 +16,11 @@ import numpy as np
 
 
 _MAGIC = b"SCORESDE-CKPT\n"
-_FORMAT = 1
+# Format 2 ends with the SHA-256 of everything before it, header included (the loss
+# history, the model's recipe). Format 1 hashed the payload only; its files still load.
+_FORMAT = 2
+_READS = (1, 2)
+_DIGEST = 32
 T = TypeVar("T")
 
 
@@ -35,10 +40,14 @@ def save_checkpoint(path: str | os.PathLike, tree: Any, *, metadata: dict | None
     """Writes `tree` (every array leaf; static parts come from the template at load time)
     and JSON-able `metadata` to `path` atomically: a temporary file in the same folder,
     flushed and fsynced, then `os.replace`d over `path`. A crash mid-write leaves the old
-    checkpoint intact.
+    checkpoint intact, and the next save of `path` removes the temporary file it left.
 
-    The file is a header (format, leaf paths/shapes/dtypes, SHA-256 of the payload,
-    metadata) followed by `equinox.tree_serialise_leaves`'s payload.
+    The file is a header (format, leaf paths/shapes/dtypes, metadata) followed by
+    `equinox.tree_serialise_leaves`'s payload and the SHA-256 of all of it, so an edit
+    anywhere (a weight, the loss history in the header) is refused on loading.
+
+    Raises an `OSError` naming `path` and the fix when it cannot be written (its folder
+    read-only, a part of it a file), before anything is serialised.
 
     **Arguments:**
 
@@ -47,7 +56,67 @@ def save_checkpoint(path: str | os.PathLike, tree: Any, *, metadata: dict | None
     - `metadata`: a JSON-serialisable `dict` saved beside them (default empty), read back
       by [`read_metadata`][scoresde.read_metadata].
     """
+    check_writable(path, "`path`")
     write(path, tree, metadata=metadata)
+
+
+def _temporaries(path: pathlib.Path) -> list[pathlib.Path]:
+    """Temporary files that an interrupted save of `path` left (`.NAME.wPID.XXXXXXXX.tmp`,
+    or `.NAME.XXXXXXXX.tmp` from older versions), except those of a live other process,
+    which may be saving right now. Only this exact pattern: never another file."""
+    own = re.compile(r"\." + re.escape(path.name) + r"\.(?:w(\d+)\.)?[a-z0-9_]{8}\.tmp")
+    stale = []
+    for candidate in path.parent.glob(f".{path.name}.*.tmp"):
+        match = own.fullmatch(candidate.name)
+        if match is None:
+            continue
+        pid = match.group(1)
+        if pid is not None and int(pid) != os.getpid() and _alive(int(pid)):
+            continue
+        stale.append(candidate)
+    return stale
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # another user's process, or no way to tell: keep its file
+    return True
+
+
+def check_writable(path: str | os.PathLike, name: str = "`checkpoint`") -> None:
+    """That a file can be written at `path`, tried now by creating (and removing) a
+    temporary file in its folder, which is created as `write` would; a one-line OSError
+    naming `name`, the path and the fix otherwise. Trying is the only test that tells the
+    truth for root, ACLs and read-only mounts alike."""
+    path = pathlib.Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(
+            f"{name} {path} is a folder; pass a file path, e.g. {path / 'run.ckpt'}."
+        )
+    for parent in (path.parent, *path.parent.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise NotADirectoryError(
+                    f"{name} {path}: {parent} is a file, not a folder; choose a path in a folder."
+                )
+            break
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.w{os.getpid()}.", suffix=".tmp"
+        )
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        reason = e.strerror or type(e).__name__
+        raise type(e)(
+            f"{name} {path} cannot be written ({reason} in {path.parent}); choose a writable "
+            "folder, or fix its permissions."
+        ) from e
 
 
 def write(
@@ -63,17 +132,21 @@ def write(
     header = {
         "format": _FORMAT,
         "leaves": _leaf_specs(tree),
-        "sha256": hashlib.sha256(payload).hexdigest(),
         "payload_bytes": len(payload),
         "metadata": metadata or {},
     }
     if model is not None:
         header["model"] = model
     head = json.dumps(header).encode()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    body = _MAGIC + len(head).to_bytes(8, "little") + head + payload
+    for stale in _temporaries(path):
+        stale.unlink(missing_ok=True)
+    fd, tmp = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.w{os.getpid()}.", suffix=".tmp"
+    )
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(_MAGIC + len(head).to_bytes(8, "little") + head + payload)
+            f.write(body + hashlib.sha256(body).digest())
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -92,20 +165,33 @@ def _read(path: pathlib.Path) -> tuple[dict, bytes]:
     size = int.from_bytes(raw[len(_MAGIC) : start], "little")
     try:
         header = json.loads(raw[start : start + size])
-    except ValueError as e:
+        declared = int(header["payload_bytes"])
+    except (ValueError, TypeError, KeyError) as e:
         raise CheckpointError(f"{path} is truncated or corrupt: unreadable header.") from e
-    payload = raw[start + size :]
-    if header.get("format") != _FORMAT:
+    version = header.get("format")
+    if version not in _READS:
+        newer = isinstance(version, int) and version > _FORMAT
         raise CheckpointError(
-            f"{path} has checkpoint format {header.get('format')}; this scoresde reads "
-            f"format {_FORMAT}."
+            f"{path} has checkpoint format {version!r}; this scoresde reads formats "
+            f"{', '.join(map(str, _READS))}" + ("; upgrade scoresde to load it." if newer else ".")
         )
-    if len(payload) != header["payload_bytes"]:
+    trailer = _DIGEST if version >= 2 else 0
+    payload = raw[start + size : len(raw) - trailer]
+    if len(raw) < start + size + declared + trailer:
         raise CheckpointError(
-            f"{path} is truncated or corrupt: {len(payload)} payload bytes, expected "
-            f"{header['payload_bytes']}."
+            f"{path} is truncated: {len(raw)} bytes, expected {start + size + declared + trailer}."
         )
-    if hashlib.sha256(payload).hexdigest() != header["sha256"]:
+    if len(payload) != declared:
+        raise CheckpointError(
+            f"{path} is corrupt: {len(payload)} payload bytes, expected {declared}."
+        )
+    if version >= 2:
+        if hashlib.sha256(raw[:-_DIGEST]).digest() != raw[-_DIGEST:]:
+            raise CheckpointError(
+                f"{path} is corrupt or was edited: its SHA-256 does not match (the header, "
+                "e.g. the loss history, or the arrays changed since it was written)."
+            )
+    elif hashlib.sha256(payload).hexdigest() != header.get("sha256"):
         raise CheckpointError(f"{path} is corrupt: the payload's SHA-256 does not match.")
     return header, payload
 

@@ -4,6 +4,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import warnings
 from typing import Any
 
 import equinox as eqx
@@ -27,7 +28,7 @@ from .._objective import AbstractObjective
 from .._sde import AbstractSDE
 from .._sharding import batch_sharding, Devices, global_data, replicated, resolve_mesh
 from .._typecheck import typechecked
-from ._checkpoint import load_checkpoint, write
+from ._checkpoint import check_writable, CheckpointError, load_checkpoint, write
 from ._ema import ema_update
 
 
@@ -233,6 +234,7 @@ def fit(
     condition_dropout: float = 0.0,
     null_condition: Any = None,
     overwrite: bool = False,
+    metadata: dict | None = None,
 ) -> FitResult:
     r"""Trains `model` (a score `model(t, x)` of one sample, or `model(t, x, c)` with
     `condition=`) by minimising `objective` on minibatches of `data`.
@@ -265,13 +267,19 @@ def fit(
       one step of the default `UNet` on 32 images of 28x28, 2 cores: 6.9 s inside the loop,
       0.37 s alone, `benchmarks/conv_loops.py`), far more than a dispatch costs.
     - `checkpoint`: a file to save the [`TrainState`][scoresde.TrainState] and the loss
-      history to, atomically, every `checkpoint_every` steps and at the end.
-    - `resume`: continue from `checkpoint` (which must exist and match the model and
-      optimiser, else a clear error).
+      history to, atomically, every `checkpoint_every` steps and at the end. It also
+      records how the model was built and the objective's SDE. Its folder is checked for
+      writing before the first step; if a save fails later anyway (disk full), training
+      goes on, the result is returned, and one warning says where nothing could be saved.
+    - `resume`: continue from `checkpoint` (which must exist and match the model, the
+      optimiser and the objective's SDE, else a clear error).
     - `overwrite`: with `resume=False`, replace an existing `checkpoint` file. By default
       an existing file is an error (as in the CLI), so a finished run is never lost to a
       rerun by mistake.
     - `progress`: show a tqdm progress bar.
+    - `metadata`: a JSON-able dict stored in every checkpoint beside the step and the loss
+      history (read it back with [`read_metadata`][scoresde.read_metadata]), e.g. the
+      configuration of the run.
     - `devices`: data parallelism: `None` (default) for every device when `batch_size`
       divides evenly over them (else one device, with a warning), a list of devices, or a
       1-D `jax.sharding.Mesh`. Each step's batch is split over the devices, parameters and
@@ -317,6 +325,9 @@ def fit(
             f"`checkpoint` {checkpoint} already exists: pass resume=True to continue that run, "
             "overwrite=True to replace it, or another file."
         )
+    metadata = _check_metadata(metadata)
+    if checkpoint is not None:
+        check_writable(checkpoint)
     data = _check_data(data, batch_size)
     objective.check(data.shape[1:])
     condition, null = _check_conditioning(
@@ -338,6 +349,11 @@ def fit(
 
     conditioning = _conditioning_record(condition, condition_dropout, null)
     recipe = _model_recipe(model)
+    record = {
+        **metadata,
+        "conditioning": conditioning,
+        "objective": _objective_record(objective),
+    }
     state = init_state(model, optimizer, key)
     losses = np.zeros((0,), np.float32)
     if resume:
@@ -352,6 +368,7 @@ def fit(
                 f"{conditioning}; resume with the same `condition`, `condition_dropout` and "
                 "`null_condition`."
             )
+        _check_same_sde(checkpoint, meta.get("objective"), record["objective"])
 
     state = replicated(mesh, state)
     from tqdm.auto import tqdm  # here, not at import: in Jupyter it warns without ipywidgets
@@ -359,6 +376,7 @@ def fit(
     done = int(state.step)
     history = [losses]
     bar = tqdm(total=num_steps, initial=min(done, num_steps), disable=not progress, unit="step")
+    saved_step, failures = (done if resume else None), []
     try:
         while done < num_steps:
             chunk = min(steps_per_dispatch, num_steps - done)
@@ -391,9 +409,15 @@ def fit(
             if checkpoint is not None and (
                 done == num_steps or (checkpoint_every and done % checkpoint_every == 0)
             ):
-                _save(checkpoint, state, np.concatenate(history), conditioning, recipe)
+                try:
+                    _save(checkpoint, state, np.concatenate(history), record, recipe)
+                    saved_step = done
+                except OSError as e:  # keep the trained model; say so once, at the end
+                    failures.append((done, e))
     finally:
         bar.close()
+        if failures:
+            _warn_unsaved(checkpoint, failures, saved_step)
 
     raw = state.model
     return FitResult(
@@ -421,6 +445,12 @@ def _conditioning_record(condition, dropout, null) -> dict:
     )
 
 
+def _objective_record(objective) -> dict:
+    from ._recipe import describe_objective
+
+    return describe_objective(objective)
+
+
 def _model_recipe(model) -> dict | None:
     """How to rebuild `model` (see `save_model`), or None for a class of the user's own."""
     from ._recipe import describe
@@ -431,13 +461,63 @@ def _model_recipe(model) -> dict | None:
         return None
 
 
-def _save(path, state: TrainState, losses: np.ndarray, conditioning: dict, recipe) -> None:
+_RESERVED = ("step", "losses", "scoresde", "conditioning", "objective")
+
+
+def _check_metadata(metadata) -> dict:
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict) or not all(isinstance(k, str) for k in metadata):
+        raise TypeError(
+            f"`metadata` must be a dict with string keys, got {type(metadata).__name__}."
+        )
+    taken = sorted(set(metadata) & set(_RESERVED))
+    if taken:
+        raise ValueError(
+            f"`metadata` uses the key(s) {taken}, which fit records itself; rename them."
+        )
+    try:
+        return json.loads(json.dumps(metadata, allow_nan=False))
+    except (TypeError, ValueError) as e:
+        raise TypeError(
+            f"`metadata` must be JSON-able (numbers, strings, lists, dicts): {e}."
+        ) from e
+
+
+def _check_same_sde(checkpoint, saved: dict | None, given: dict) -> None:
+    """A resumed run must learn the score of the same SDE's marginals (older checkpoints
+    record no objective: nothing to check)."""
+    from ._recipe import summary
+
+    if saved is None or saved.get("sde") == given["sde"]:
+        return
+    raise CheckpointError(
+        f"{checkpoint} was trained for the SDE {summary(saved['sde'])}, but this call's "
+        f"objective has {summary(given['sde'])}; resume with the objective's SDE as saved, "
+        "or start a new run (resume=False)."
+    )
+
+
+def _warn_unsaved(checkpoint, failures: list, saved_step: int | None) -> None:
+    steps = ", ".join(str(step) for step, _ in failures)
+    error = failures[-1][1]
+    holds = f"it holds step {saved_step}" if saved_step is not None else "no checkpoint was written"
+    warnings.warn(
+        f"fit could not save the checkpoint {checkpoint} at step(s) {steps} "
+        f"({type(error).__name__}: {error}); {holds}. The returned result has the trained "
+        "model: save it with save_checkpoint(path, result.state) or save_model.",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+
+
+def _save(path, state: TrainState, losses: np.ndarray, record: dict, recipe) -> None:
     from .. import __version__
 
     meta = {
+        **record,
         "step": int(state.step),
         "losses": losses.tolist(),
         "scoresde": __version__,
-        "conditioning": conditioning,
     }
     write(pathlib.Path(path), state, metadata=meta, model=recipe)

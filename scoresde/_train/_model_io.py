@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import equinox as eqx
 
-from ._checkpoint import CheckpointError, load_into, read_header, write
+from ._checkpoint import check_writable, CheckpointError, load_into, read_header, write
 from ._recipe import build, check_rebuilds, describe, uses_hyperparameters
 
 
@@ -44,7 +44,8 @@ def save_model(
 
     Raises `TypeError` for a module the library cannot describe without
     `hyperparameters` (or an activation outside `jax.nn`/`jax.numpy`), and `ValueError` when
-    `hyperparameters` do not rebuild the model's structure, before anything is written.
+    `hyperparameters` do not rebuild the model's structure, and an `OSError` naming `path`
+    when it cannot be written, before anything is written.
     """
     recipe = describe(model, hyperparameters)
     if hyperparameters is not None and not uses_hyperparameters(recipe):
@@ -54,6 +55,7 @@ def save_model(
         )
     classes = [type(m) for m in _modules(model)]
     check_rebuilds(model, recipe, classes)
+    check_writable(path, "`path`")
     write(path, model, metadata=metadata, model={"recipe": recipe, "at": ""})
 
 

@@ -271,3 +271,48 @@ def check_rebuilds(model, recipe: dict, classes: Sequence[type] = ()) -> None:
             f"`hyperparameters` do not rebuild the model ({detail}); pass the keyword "
             "arguments its constructor was called with."
         )
+
+
+def _first_sde(tree):
+    """The first SDE inside `tree` (an objective keeps it at `.sde` or `.inputs.sde`)."""
+    from .._sde import AbstractSDE
+
+    if isinstance(tree, AbstractSDE):
+        return tree
+    if isinstance(tree, eqx.Module):
+        for child in vars(tree).values():
+            found = _first_sde(child)
+            if found is not None:
+                return found
+    return None
+
+
+def describe_objective(objective) -> dict:
+    """What a checkpoint of `fit` records of its objective: its class, and the SDE whose
+    marginals the model learns the score of (None for a time-free objective without one).
+    The SDE defines the learned function; the loss's weighting or `eps` only change how
+    well it is learned."""
+    sde = _first_sde(objective)
+    if sde is None:
+        described = None
+    elif type(sde) in _LIBRARY:
+        described = describe(sde)
+    else:
+        described = {"class": class_name(type(sde))}
+    return {"class": class_name(type(objective)), "sde": described}
+
+
+def summary(recipe: dict | None) -> str:
+    """A recipe in one line: `scoresde.VPSDE(beta_min=0.1, beta_max=20.0, T=1.0)`."""
+    if recipe is None:
+        return "no SDE"
+
+    def value(v) -> str:
+        if isinstance(v, dict) and "class" in v:
+            return summary(v)
+        if isinstance(v, float):  # float32 constants: 0.1, not 0.10000000149011612
+            return f"{v:.7g}" if "." in f"{v:.7g}" or "e" in f"{v:.7g}" else f"{v:.1f}"
+        return str(v)
+
+    args = ", ".join(f"{k}={value(v)}" for k, v in recipe.get("args", {}).items())
+    return f"{recipe['class']}({args})"
