@@ -209,6 +209,11 @@ def runtime_errors():
     try:
         yield
     except eqx.EquinoxRuntimeError as e:
-        found = _EQUINOX_MESSAGE.findall(str(e))
-        message = found[-1].strip() if found else _first_line(e)
-        raise RuntimeError(" ".join(message.split())) from None
+        raise RuntimeError(equinox_message(e) or _first_line(e)) from None
+
+
+def equinox_message(error: Exception) -> str | None:
+    """The message an `eqx.error_if` was given, on one line, from the EquinoxRuntimeError
+    that carries it among both stacks; `None` if it cannot be found."""
+    found = _EQUINOX_MESSAGE.findall(str(error))
+    return " ".join(found[-1].split()) if found else None

@@ -8,10 +8,14 @@ does. After changing a message, rewrite the tables with
     python tests/test_mistakes.py --write
 """
 
+import contextlib
 import dataclasses
+import io
+import os
 import pathlib
 import re
 import sys
+import tempfile
 from collections.abc import Callable
 
 import jax
@@ -45,6 +49,58 @@ def _fit(**changes):
     kwargs.update(changes)
     data = kwargs.pop("data", jnp.ones((8, 2)))
     return sd.fit(_model(), sd.DenoisingScoreMatching(SDE), data, **kwargs)
+
+
+def _in_tmp(fn):
+    """Runs `fn` in a fresh empty folder, so messages name short relative paths."""
+
+    def call():
+        here = os.getcwd()
+        with tempfile.TemporaryDirectory() as folder:
+            os.chdir(folder)
+            try:
+                return fn()
+            finally:
+                os.chdir(here)
+
+    return call
+
+
+class CommandLineError(Exception):
+    """The command line exited with status 1; the message is the line it printed."""
+
+
+def _cli(*argv, files: dict[str, str] | None = None):
+    def run():
+        from scoresde._cli import main
+
+        for name, text in (files or {}).items():
+            pathlib.Path(name).write_text(text)
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            status = main(list(argv))
+        lines = err.getvalue().splitlines()
+        if status == 1 and len(lines) == 1:
+            raise CommandLineError(lines[0])
+        raise AssertionError(f"exit status {status}, stderr {lines}")
+
+    return _in_tmp(run)
+
+
+def _mlp(activation):
+    return sd.NoisePrediction(
+        sd.nn.TimeMLP(2, width=8, depth=1, activation=activation, key=KEY), SDE
+    )
+
+
+def _load_into_other_activation():
+    sd.save_model("relu.eqx", _mlp(jax.nn.relu))
+    sd.load_checkpoint("relu.eqx", _mlp(jax.nn.tanh))
+
+
+def _fit_under_a_file():
+    pathlib.Path("notes.txt").write_text("")
+    _fit(checkpoint="notes.txt/run.ckpt")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,6 +266,34 @@ MISTAKES = [
         None,
     ),
     Mistake(
+        "a checkpoint loaded into a model with another activation",
+        _in_tmp(_load_into_other_activation),
+        sd.CheckpointError,
+        r"jax\.nn\.relu in the file, jax\.nn\.tanh in the model",
+        None,
+    ),
+    Mistake(
+        "a checkpoint path under a file",
+        _in_tmp(_fit_under_a_file),
+        NotADirectoryError,
+        r"is a file, not a folder",
+        "checkpoint",
+    ),
+    Mistake(
+        "a misspelt SDE in the command line's config",
+        _cli("train", "--config", "c.toml", files={"c.toml": 'sde = "vpp"\n'}),
+        CommandLineError,
+        r'sde must be one of "vp", "subvp", "ve", got "vpp" \(did you mean "vp"\?\)',
+        None,
+    ),
+    Mistake(
+        "an unknown option in the command line's config",
+        _cli("train", "--config", "c.toml", files={"c.toml": "batch-size = 64\n"}),
+        CommandLineError,
+        r"did you mean 'batch_size'",
+        None,
+    ),
+    Mistake(
         "an int as `key` of a network",
         lambda: sd.nn.TimeMLP(2, key=0),
         TypeError,
@@ -278,7 +362,8 @@ def render_table() -> str:
     rows = ["| mistake | error | message |", "|---|---|---|"]
     for m in MISTAKES:
         message = _message(m).replace("|", "\\|")
-        rows.append(f"| {m.what} | `{m.error.__name__}` | {message} |")
+        error = "exit status 1" if m.error is CommandLineError else f"`{m.error.__name__}`"
+        rows.append(f"| {m.what} | {error} | {message} |")
     return "\n".join(rows)
 
 

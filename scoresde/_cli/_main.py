@@ -3,10 +3,10 @@
 import argparse
 import math
 import os
-import re
 import sys
 import traceback
 
+from .._checks import equinox_message
 from ._config import check_value, CLIError, DATASETS, OBJECTIVES, SDES, SEED
 
 
@@ -222,7 +222,6 @@ def _positive(**values) -> None:
 
 
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_EQX_MESSAGE = re.compile(r"EquinoxRuntimeError: (.*?)\n\n-{5,}", re.DOTALL)
 
 
 def _one_line(text: str) -> str:
@@ -254,9 +253,10 @@ def user_error(error: BaseException) -> str | None:
     - a `CLIError`: the command line's own checks of options, config files, data files
       and run directories;
     - an `OSError`: the environment (a missing file, no permission, a full disk);
-    - a `ValueError` (a `CheckpointError` too), `TypeError` or `FloatingPointError`
-      raised by a `raise` statement in scoresde: the library's validators, which check
-      every argument at the call and name the fix, and `fit`'s divergence check;
+    - a `ValueError` (a `CheckpointError` too), `TypeError`, `FloatingPointError` or
+      `RuntimeError` raised by a `raise` statement in scoresde: the library's validators,
+      which check every argument at the call and name the fix, `fit`'s divergence check,
+      and a run's failed value check told in one line;
     - an `EquinoxRuntimeError` or `EquinoxTracetimeError` of the library's value checks
       (`eqx.error_if`; the CLI runs only the library's own models and scores).
 
@@ -268,13 +268,13 @@ def user_error(error: BaseException) -> str | None:
         return _one_line(error)
     if isinstance(error, OSError):
         return _one_line(error) or type(error).__name__
-    if isinstance(error, (ValueError, TypeError, FloatingPointError)):
-        return _one_line(error) if _raised_by_scoresde(error) else None
-    if isinstance(error, eqx.EquinoxRuntimeError):
-        found = _EQX_MESSAGE.search(str(error))
-        return _one_line(found.group(1)) if found else None
     if isinstance(error, eqx.EquinoxTracetimeError):
         return _one_line(error)
+    if isinstance(error, eqx.EquinoxRuntimeError):
+        found = equinox_message(error)
+        return _one_line(found) if found else None
+    if isinstance(error, (ValueError, TypeError, FloatingPointError, RuntimeError)):
+        return _one_line(error) if _raised_by_scoresde(error) else None
     return None
 
 
