@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT.parent))
 import scoresde as sd  # noqa: E402
 
 
-TRAIN = ["--dataset", "digits", "--steps", "2400", "--batch-size", "128", "--no-progress"]
+TRAIN = ["--dataset", "digits", "--steps", "4000", "--batch-size", "128", "--no-progress"]
 
 
 def cli(*argv) -> float:
