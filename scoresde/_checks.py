@@ -15,7 +15,22 @@ def check_num(name: str, value: int, minimum: int = 1) -> None:
         raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}.")
 
 
+def check_finite(name: str, value) -> None:
+    """Raises if a hyperparameter (a Python, NumPy or 0-d JAX number) is inf or NaN; it
+    would otherwise be accepted and turn a whole solve into NaN much later. A traced value
+    is not checked (it has no value yet)."""
+    if isinstance(value, jax.core.Tracer):
+        return
+    try:
+        finite = bool(np.all(np.isfinite(np.asarray(value, dtype=np.float64))))
+    except (TypeError, ValueError):
+        return  # not a number: the caller's type check names it
+    if not finite:
+        raise ValueError(f"`{name}` must be a finite number, got {value!r}; pass a finite value.")
+
+
 def check_positive(name: str, value: float) -> None:
+    check_finite(name, value)
     if not (isinstance(value, (int, float)) and value > 0):
         raise ValueError(f"`{name}` must be a number > 0, got {value!r}.")
 
@@ -40,6 +55,8 @@ def check_score(
     """Checks, by abstract evaluation only, that `score(t, x)` (or `score(t, x, c)` when
     `condition` is given: the shapes and dtypes of ONE sample's condition) maps one sample
     of `data_shape` (which is `where`, e.g. "the data part of `shape`") to the same shape.
+
+    The output's dtype must be x's (`check_score_dtype`).
 
     Call it inside the caller's `filter_jit`: it then costs one trace per compilation, not
     a trace per call (about 4 ms for a small MLP), and still raises at the call."""
@@ -80,6 +97,25 @@ def check_score(
             f"`{name}(t, x)` must return an array shaped like x, {data_shape} ({where}), but "
             f"it returned {got}."
         )
+    check_score_dtype(out.dtype, x.dtype, name)
+
+
+def check_score_dtype(got, want, name: str = "score") -> None:
+    """A score is the real gradient of a log-density, as precise as `x`: its dtype must be
+    `x`'s. An integer score rounds every step; float16/bfloat16 throws away precision the
+    sampler then carries; a complex one is not a gradient of a real density (and Diffrax
+    fails on it deep inside a solve)."""
+    got, want = jnp.dtype(got), jnp.dtype(want)
+    if got == want:
+        return
+    if jnp.issubdtype(got, jnp.complexfloating):
+        fix = (
+            "a score is the real gradient of a log-density; return a real array "
+            "(`jnp.real(out).astype(x.dtype)` if the imaginary part is zero)"
+        )
+    else:
+        fix = "compute it in floating point and return `out.astype(x.dtype)`"
+    raise TypeError(f"`{name}(t, x)` must return x's dtype, {want}, but it returned {got}: {fix}.")
 
 
 def _runs_without_condition(score: Callable, t, x) -> bool:

@@ -14,7 +14,7 @@ from jaxtyping import jaxtyped
 from .._checks import check_callable, check_eps, check_finite_rows, check_num, check_score
 from .._condition import bind, one_condition, prepare_condition
 from .._custom_types import Array, Float, FloatArrayLike
-from .._sampler._grid import AbstractTimeGrid, UniformGrid
+from .._sampler._grid import AbstractTimeGrid, check_grid, UniformGrid
 from .._sde import AbstractLinearSDE, AbstractSDE
 from .._sharding import batch_sharding, Devices, map_batch, resolve_mesh
 from .._solver import AbstractExponentialSolver
@@ -120,6 +120,8 @@ def encode(
             )
         if not isinstance(sde, AbstractLinearSDE):
             raise TypeError(f"{type(solver).__name__} needs a linear SDE (VPSDE, SubVPSDE, VESDE).")
+    if num_steps is not None:
+        check_grid(grid, sde, num_steps, eps)
     if chunk_size is not None:
         check_num("chunk_size", chunk_size)
     mesh = resolve_mesh(devices, x.shape[0], "The number of rows of `x`")

@@ -12,6 +12,7 @@ import jax.random as jr
 from .._checks import check_eps as _check_eps
 from .._condition import bind
 from .._custom_types import Array, Batch, Data, Float, PRNGKeyArray, Scalar
+from .._numerics import noise_dtype, normal
 from .._sde import AbstractLinearSDE, AbstractSDE
 
 
@@ -77,10 +78,13 @@ def weight(sde: AbstractLinearSDE, weighting: Weighting, t: Scalar) -> Scalar:
 def perturb(
     sde: AbstractLinearSDE, t: Scalar, x: Data, key: PRNGKeyArray
 ) -> tuple[Data, Data, Scalar]:
-    r"""$x_t = m(t)x + s(t)z$; returns $(x_t, z, s(t))$."""
-    z = jr.normal(key, x.shape, x.dtype)
+    r"""$x_t = m(t)x + s(t)z$; returns $(x_t, z, s(t))$.
+
+    $z$ is drawn in at least float32 and stays so (it is the regression target); $x_t$ is
+    rounded to `x`'s dtype, the dtype the model is fed."""
+    z = normal(key, x.shape, noise_dtype(x.dtype))
     std = sde.std(t)
-    return sde.mean_coeff(t) * x + std * z, z, std
+    return (sde.mean_coeff(t) * x + std * z).astype(x.dtype), z, std
 
 
 class TimeDistribution(eqx.Module):

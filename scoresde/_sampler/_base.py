@@ -9,6 +9,7 @@ import numpy as np
 
 from .._checks import (
     check_eps as _check_eps,
+    check_finite as check_finite,
     check_num as check_num,
     check_positive as check_positive,
 )
@@ -163,6 +164,8 @@ def initial_state(
 
 
 def check_init_uniform(init_uniform: tuple[float, float] | None) -> None:
+    if init_uniform is not None:
+        check_finite("init_uniform", init_uniform)
     if init_uniform is not None and not (
         len(init_uniform) == 2 and float(init_uniform[0]) < float(init_uniform[1])
     ):

@@ -12,8 +12,9 @@ import jax.random as jr
 import lineax as lx
 import numpy as np
 
+from .._checks import check_finite
 from .._custom_types import Array, Data, PRNGKeyArray, Scalar, ScalarLike
-from .._numerics import scalar_barrier
+from .._numerics import normal, scalar_barrier
 
 
 ScoreFn = Callable[[Scalar, Data], Data]
@@ -26,6 +27,7 @@ def _as_scalar(name: str, value: ScalarLike) -> Array:
     out = jnp.asarray(value, dtype=float)
     if out.ndim != 0:
         raise ValueError(f"`{name}` must be a scalar, got shape {out.shape}.")
+    check_finite(name, value)
     return out
 
 
@@ -36,6 +38,17 @@ def _concrete(*values: Array) -> bool:
 def _require(condition: bool, message: str) -> None:
     if not condition:
         raise ValueError(message)
+
+
+def describe(sde) -> str:
+    """`VPSDE(beta_min=0.1, beta_max=20, T=1)`: the SDE's class and constants, for error
+    messages (Equinox's repr shows only `f32[]`). Traced constants show as `?`."""
+    parts = []
+    for name, value in vars(sde).items():
+        if isinstance(value, (jax.Array, np.ndarray)) and np.ndim(value) == 0:
+            shown = "?" if isinstance(value, jax.core.Tracer) else f"{float(value):g}"
+            parts.append(f"{name}={shown}")
+    return f"{type(sde).__name__}({', '.join(parts)})"
 
 
 def with_args(score: Callable, args) -> ScoreFn:
@@ -207,9 +220,13 @@ class AbstractLinearSDE(AbstractSDE):
         return -2.0 * jnp.log(self.sigma(t))
 
     def marginal_sample(self, key: PRNGKeyArray, t: ScalarLike, x0: Data) -> Data:
-        """One draw of $x_t$ given $x_0$, from the closed-form kernel."""
-        z = jr.normal(key, x0.shape, x0.dtype)
-        return self.mean_coeff(t) * x0 + self.std(t) * z
+        """One draw of $x_t$ given $x_0$, from the closed-form kernel, in `x0`'s dtype.
+
+        The noise is drawn and combined in at least float32, then rounded once to `x0`'s
+        dtype: bfloat16 data gets Gaussian noise with float32's tails, not bfloat16's 128
+        values."""
+        z = normal(key, x0.shape, jnp.promote_types(x0.dtype, jnp.float32))
+        return (self.mean_coeff(t) * x0 + self.std(t) * z).astype(x0.dtype)
 
     def prior_sample(self, key: PRNGKeyArray, data_shape: tuple[int, ...]) -> Data:
         return self.prior_std * jr.normal(key, data_shape)
