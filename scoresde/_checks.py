@@ -15,6 +15,17 @@ def check_num(name: str, value: int, minimum: int = 1) -> None:
         raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}.")
 
 
+def describe(sde) -> str:
+    """`VPSDE(beta_min=0.1, beta_max=20, T=1)`: the SDE's class and constants, for error
+    messages (Equinox's repr shows only `f32[]`). Traced constants show as `?`."""
+    parts = []
+    for name, value in vars(sde).items():
+        if isinstance(value, (jax.Array, np.ndarray)) and np.ndim(value) == 0:
+            shown = "?" if isinstance(value, jax.core.Tracer) else f"{float(value):g}"
+            parts.append(f"{name}={shown}")
+    return f"{type(sde).__name__}({', '.join(parts)})"
+
+
 def check_finite(name: str, value) -> None:
     """Raises if a hyperparameter (a Python, NumPy or 0-d JAX number) is inf or NaN; it
     would otherwise be accepted and turn a whole solve into NaN much later. A traced value
@@ -144,9 +155,36 @@ def check_eps(sde, eps: float | None, meaning: str) -> float:
     return eps
 
 
+def check_level_eps(sde, eps: float | None, meaning: str) -> float:
+    """The time of the smallest level of a noise-level ladder (`AnnealedLangevin`,
+    `MultiNoiseDSM`): `eps` if given (checked as by `check_eps`), else the SDE's
+    `level_eps`, which must lie in (0, T); checked outside jit."""
+    if eps is not None:
+        return check_eps(sde, eps, meaning)
+    eps, T = float(sde.level_eps), float(sde.T)
+    if not 0 < eps < T:
+        raise ValueError(
+            f"{describe(sde)} reaches its smallest declared noise only at t = {eps:g}, outside "
+            f"(0, T) = (0, {T:g}), so the default noise levels cannot end there; pass `eps=`, "
+            "the time of the smallest level, or widen the SDE's noise range."
+        )
+    return eps
+
+
+def check_nonempty(name: str, x, what: str) -> None:
+    """Raises if an `(n, ...)` array has no rows (n = 0) or a zero-sized data shape: there
+    is nothing to compute `what` of, and NumPy/JAX would fail on an empty reduction."""
+    shape = tuple(np.shape(x))
+    if len(shape) >= 1 and (shape[0] == 0 or 0 in shape[1:]):
+        raise ValueError(
+            f"`{name}` is empty (shape {shape}): {what} needs at least one row and a non-empty "
+            "data shape; pass an array of shape (n, *data_shape) with n >= 1."
+        )
+
+
 def check_finite_rows(name: str, x, fix: str) -> None:
     """Raises if a concrete `(n, ...)` array has NaN or inf, naming the first bad row."""
-    if isinstance(x, jax.core.Tracer):
+    if isinstance(x, jax.core.Tracer) or np.size(x) == 0:
         return
     bad = ~np.isfinite(np.asarray(x).reshape(np.shape(x)[0], -1)).all(axis=1)
     if bad.any():

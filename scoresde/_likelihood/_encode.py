@@ -11,7 +11,14 @@ import numpy as np
 from beartype import beartype
 from jaxtyping import jaxtyped
 
-from .._checks import check_callable, check_eps, check_finite_rows, check_num, check_score
+from .._checks import (
+    check_callable,
+    check_eps,
+    check_finite_rows,
+    check_nonempty,
+    check_num,
+    check_score,
+)
 from .._condition import bind, one_condition, prepare_condition
 from .._custom_types import Array, Float, FloatArrayLike
 from .._sampler._grid import AbstractTimeGrid, check_grid, UniformGrid
@@ -103,6 +110,7 @@ def encode(
         raise ValueError(
             f"`x` must have shape (n, *data_shape) with a leading batch axis, got {np.shape(x)}."
         )
+    check_nonempty("x", x, "encoding")
     check_finite_rows("x", x, "encoding needs finite points")
     x = jnp.asarray(x)
     if not jnp.issubdtype(x.dtype, jnp.floating):

@@ -8,8 +8,9 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
+import numpy as np
 
-from .._checks import check_eps as _check_eps
+from .._checks import check_eps as _check_eps, describe
 from .._condition import bind
 from .._custom_types import Array, Batch, Data, Float, PRNGKeyArray, Scalar
 from .._numerics import noise_dtype, normal
@@ -40,17 +41,57 @@ class AbstractObjective(eqx.Module):
         """Raises a clear error, before any tracing, if the objective cannot train on data
         of this shape."""
 
+    def check_model(self, model: Model) -> None:
+        """Raises if `model` holds an SDE (a [`NoisePrediction`][scoresde.NoisePrediction]'s,
+        an [`EDMDenoiser`][scoresde.EDMDenoiser]'s) other than the one this objective
+        perturbs the data with: the model would learn the score of one SDE and turn its
+        network's output into a score with the other. Same class and same constants
+        (compared when concrete; under `jit` only the class is known) count as the same."""
+        ours = sdes_in(self)
+        if not ours:
+            return
+        for theirs in sdes_in(model):
+            if not same_sde(theirs, ours[0]):
+                raise ValueError(
+                    f"`model` ({type(model).__name__}) is built on {describe(theirs)}, but "
+                    f"{type(self).__name__} perturbs the data with {describe(ours[0])}: build "
+                    f"both on the same SDE, e.g. `sde = {describe(ours[0])}` passed to the "
+                    "model and to the objective."
+                )
+
     def __call__(
         self, model: Model, batch: Batch, key: PRNGKeyArray, condition: Any = None
     ) -> Scalar:
         """The mean loss over a batch; data point `i` uses `fold_in(key, i)` and, for a
         conditional model, its own condition `condition[i]` (a pytree with a leading axis
         of the batch)."""
+        self.check_model(model)
         keys = jax.vmap(lambda i: jr.fold_in(key, i))(jnp.arange(batch.shape[0]))
         losses = jax.vmap(lambda x, k, c: self.loss_one(bind(model, c), x, k))(
             batch, keys, condition
         )
         return jnp.mean(losses)
+
+
+def sdes_in(tree) -> list[AbstractSDE]:
+    """Every SDE inside a pytree (a model, an objective), outermost first."""
+    is_sde = lambda node: isinstance(node, AbstractSDE)  # noqa: E731
+    return [leaf for leaf in jax.tree.leaves(tree, is_leaf=is_sde) if is_sde(leaf)]
+
+
+def same_sde(a: AbstractSDE, b: AbstractSDE) -> bool:
+    """Same class, and the same constants where both are concrete (float32 round-off
+    allowed: a constant read back from a checkpoint may differ in the last bit)."""
+    if type(a) is not type(b):
+        return False
+    for name, value in vars(a).items():
+        other = getattr(b, name)
+        if isinstance(value, jax.Array) and isinstance(other, jax.Array):
+            if isinstance(value, jax.core.Tracer) or isinstance(other, jax.core.Tracer):
+                continue
+            if not np.allclose(np.asarray(value), np.asarray(other), rtol=1e-6, atol=0):
+                return False
+    return True
 
 
 def require_linear(objective: AbstractObjective, sde: AbstractSDE | None) -> None:

@@ -7,10 +7,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._checks import check_finite
+from .._checks import check_finite, describe
 from .._custom_types import Array, Float
 from .._sde import AbstractLinearSDE, AbstractSDE
-from .._sde._base import _concrete, describe
+from .._sde._base import _concrete
 
 
 class AbstractTimeGrid(eqx.Module):
