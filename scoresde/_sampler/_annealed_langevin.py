@@ -37,8 +37,8 @@ class AnnealedLangevin(AbstractSampler):
     at the SDE's `level_eps`: for the VE SDE the time at which $s(t) = \sigma_{\min}$, so
     `VESDE(sigma_min=0.1, sigma_max=20)` gives levels from 20 to 0.1, as NCSN's
     $\sigma_1, \sigma_L$ (its exact std vanishes at $t = 0$: at `default_eps` it would be
-    0.001, and $\alpha_1$ 2500 times NCSN's). For another smallest level $\sigma_L$ pass
-    `eps=sde.t_from_sigma(sigma_L)`.
+    0.001, and every $\alpha_i$ about $10^4$ times NCSN's). For another smallest level
+    $\sigma_L$ pass `eps=sde.t_from_sigma(sigma_L)`.
 
     Large noise first lets the chain move between modes, so the mixture weights come out
     right where plain Langevin keeps the initial split (seed 002).

@@ -222,9 +222,9 @@ class AbstractLinearSDE(AbstractSDE):
         dimensions): the ELBO's prior term (Ho et al. 2020's $L_T$; Kingma et al. 2021's
         "prior loss"), which bounds $\mathrm{KL}(p_T \,\|\, \pi)$ by convexity,
 
-        $$rac1d\,\mathbb E_{x_0}\,\mathrm{KL}ig(\mathcal N(m x_0, s^2 I)\,ig\|\,
-        \mathcal N(0, \sigma_\pi^2 I)ig) = 	frac12\Big(rac{s^2}{\sigma_\pi^2} - 1 -
-        \lograc{s^2}{\sigma_\pi^2}\Big) + rac{m^2\,\mathbb E[x^2]}{2\sigma_\pi^2},$$
+        $$\frac1d\,\mathbb E_{x_0}\,\mathrm{KL}\big(\mathcal N(m x_0, s^2 I)\,\big\|\,
+        \mathcal N(0, \sigma_\pi^2 I)\big) = \tfrac12\Big(\frac{s^2}{\sigma_\pi^2} - 1 -
+        \log\frac{s^2}{\sigma_\pi^2}\Big) + \frac{m^2\,\mathbb E[x^2]}{2\sigma_\pi^2},$$
 
         with $m = m(T)$, $s = s(T)$. It is 0 only when the SDE forgets the data entirely
         and ends at exactly the prior's scale. It is also the most by which the prior
