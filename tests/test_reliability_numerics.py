@@ -127,6 +127,32 @@ def test_fit_refuses_model_on_another_sde_before_training():
     assert np.isfinite(fit(sd.DenoisingScoreMatching(sd.VPSDE(0.1, 20.0))).losses).all()
 
 
+@pytest.mark.parametrize(
+    "call, name",
+    [
+        (
+            lambda sde, score: sd.sample(sde, score, sd.ReverseSDE(num_steps=2), (2, 2), key=KEY),
+            "sample",
+        ),
+        (lambda sde, score: sd.log_prob(sde, score, np.zeros((2, 2))), "log_prob"),
+        (lambda sde, score: sd.encode(sde, score, np.zeros((2, 2))), "encode"),
+    ],
+)
+def test_score_on_another_sde_than_the_call(call, name):
+    score = _mixture(sd.VPSDE())
+    _raises_one_line(
+        ValueError,
+        rf"is built on VPSDE\(beta_min=0.1, beta_max=20, T=1\), but {name}\(\) was given VESDE",
+        lambda: call(sd.VESDE(), score),
+    )
+
+
+def test_langevin_without_sde_takes_any_score():
+    score = _mixture(sd.VESDE(0.1, 10.0))
+    x = sd.sample(None, score, sd.Langevin(num_steps=2, step_size=1e-3, t=0.5), (2, 2), key=KEY)
+    assert x.shape == (2, 2)
+
+
 # -- item 6: the prior against the marginal at T ------------------------------------------
 
 

@@ -23,6 +23,7 @@ from .._condition import bind, one_condition, prepare_condition
 from .._custom_types import Array, Float, FloatArrayLike
 from .._sampler._grid import AbstractTimeGrid, check_grid, UniformGrid
 from .._sde import AbstractLinearSDE, AbstractSDE
+from .._sde._base import check_score_sde
 from .._sharding import batch_sharding, Devices, map_batch, resolve_mesh
 from .._solver import AbstractExponentialSolver
 
@@ -117,6 +118,7 @@ def encode(
         x = x.astype(float)
     eps = check_eps(sde, eps, "encode starts the ODE from the data at time eps")
     check_callable(score)
+    check_score_sde(sde, score, "encode()")
     condition = prepare_condition(score, condition, x.shape[0], "the number of rows of `x`")
     check_num("max_steps", max_steps)
     if num_steps is not None:

@@ -24,6 +24,7 @@ from .._condition import bind, one_condition, prepare_condition
 from .._custom_types import Array, Float, FloatArrayLike, Int, PRNGKeyArray, Real
 from .._sampler._diffrax_sampler import solution_stats
 from .._sde import AbstractSDE, warn_prior_mismatch
+from .._sde._base import check_score_sde
 from .._sharding import batch_sharding, Devices, fold_in_keys, map_batch, resolve_mesh
 from ._divergence import AbstractDivergence, ExactDivergence, HutchinsonDivergence
 
@@ -274,6 +275,7 @@ def log_prob(
     eps = check_eps(sde, eps, "log_prob gives the density of p_eps, the data at time eps")
     warn_prior_mismatch(sde, float(jnp.mean(jnp.square(x))))
     check_callable(score)
+    check_score_sde(sde, score, "log_prob()")
     condition = prepare_condition(score, condition, x.shape[0], "the number of rows of `x`")
     check_num("max_steps", max_steps)
     if num_steps is not None:

@@ -8,13 +8,13 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-import numpy as np
 
 from .._checks import check_eps as _check_eps, describe
 from .._condition import bind
 from .._custom_types import Array, Batch, Data, Float, PRNGKeyArray, Scalar
 from .._numerics import noise_dtype, normal
 from .._sde import AbstractLinearSDE, AbstractSDE
+from .._sde._base import same_sde, sdes_in
 
 
 Model = Callable[[Scalar, Data], Data]
@@ -71,27 +71,6 @@ class AbstractObjective(eqx.Module):
             batch, keys, condition
         )
         return jnp.mean(losses)
-
-
-def sdes_in(tree) -> list[AbstractSDE]:
-    """Every SDE inside a pytree (a model, an objective), outermost first."""
-    is_sde = lambda node: isinstance(node, AbstractSDE)  # noqa: E731
-    return [leaf for leaf in jax.tree.leaves(tree, is_leaf=is_sde) if is_sde(leaf)]
-
-
-def same_sde(a: AbstractSDE, b: AbstractSDE) -> bool:
-    """Same class, and the same constants where both are concrete (float32 round-off
-    allowed: a constant read back from a checkpoint may differ in the last bit)."""
-    if type(a) is not type(b):
-        return False
-    for name, value in vars(a).items():
-        other = getattr(b, name)
-        if isinstance(value, jax.Array) and isinstance(other, jax.Array):
-            if isinstance(value, jax.core.Tracer) or isinstance(other, jax.core.Tracer):
-                continue
-            if not np.allclose(np.asarray(value), np.asarray(other), rtol=1e-6, atol=0):
-                return False
-    return True
 
 
 def require_linear(objective: AbstractObjective, sde: AbstractSDE | None) -> None:

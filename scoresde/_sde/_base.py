@@ -271,6 +271,39 @@ class AbstractLinearSDE(AbstractSDE):
         return (ratio - 1) * x, G
 
 
+def sdes_in(tree) -> list[AbstractSDE]:
+    """Every SDE inside a pytree (a model, an objective), outermost first."""
+    is_sde = lambda node: isinstance(node, AbstractSDE)  # noqa: E731
+    return [leaf for leaf in jax.tree.leaves(tree, is_leaf=is_sde) if is_sde(leaf)]
+
+
+def same_sde(a: AbstractSDE, b: AbstractSDE) -> bool:
+    """Same class, and the same constants where both are concrete (float32 round-off
+    allowed: a constant read back from a checkpoint may differ in the last bit)."""
+    if type(a) is not type(b):
+        return False
+    for name, value in vars(a).items():
+        other = getattr(b, name)
+        if isinstance(value, jax.Array) and isinstance(other, jax.Array):
+            if isinstance(value, jax.core.Tracer) or isinstance(other, jax.core.Tracer):
+                continue
+            if not np.allclose(np.asarray(value), np.asarray(other), rtol=1e-6, atol=0):
+                return False
+    return True
+
+
+def check_score_sde(sde: AbstractSDE, score, caller: str) -> None:
+    """Raises if `score` holds an SDE (a parameterisation's, an exact score's, a guided
+    score's) other than `sde`, the one `caller` runs: the score would be evaluated with
+    one SDE's noise scale and integrated with another's."""
+    for theirs in sdes_in(score):
+        if not same_sde(theirs, sde):
+            raise ValueError(
+                f"`score` ({type(score).__name__}) is built on {describe(theirs)}, but {caller} "
+                f"was given {describe(sde)}: pass the SDE the score was built and trained with."
+            )
+
+
 class PriorMismatchWarning(UserWarning):
     """The SDE's marginal at $T$ is far from its prior for the data's scale (see
     [`warn_prior_mismatch`][scoresde.warn_prior_mismatch])."""

@@ -24,8 +24,8 @@ from .._condition import (
 )
 from .._custom_types import Array, Float, FloatArrayLike, Int, PRNGKeyArray
 from .._objective import AbstractObjective
-from .._objective._base import sdes_in
 from .._sde import AbstractSDE, warn_prior_mismatch
+from .._sde._base import sdes_in
 from .._sharding import batch_sharding, Devices, global_data, replicated, resolve_mesh
 from ._checkpoint import load_checkpoint, write
 from ._ema import ema_update
