@@ -74,11 +74,13 @@ from ._sde import (
     AbstractScoreTerm as AbstractScoreTerm,
     AbstractSDE as AbstractSDE,
     GridBrownianPath as GridBrownianPath,
+    PriorMismatchWarning as PriorMismatchWarning,
     ProbabilityFlowTerm as ProbabilityFlowTerm,
     ReverseDriftTerm as ReverseDriftTerm,
     SubVPSDE as SubVPSDE,
     VESDE as VESDE,
     VPSDE as VPSDE,
+    warn_prior_mismatch as warn_prior_mismatch,
 )
 from ._solver import (
     AbstractExponentialSolver as AbstractExponentialSolver,

@@ -61,7 +61,33 @@ def check_num(name: str, value: int, minimum: int = 1) -> None:
         raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}.")
 
 
+def describe(sde) -> str:
+    """`VPSDE(beta_min=0.1, beta_max=20, T=1)`: the SDE's class and constants, for error
+    messages (Equinox's repr shows only `f32[]`). Traced constants show as `?`."""
+    parts = []
+    for name, value in vars(sde).items():
+        if isinstance(value, (jax.Array, np.ndarray)) and np.ndim(value) == 0:
+            shown = "?" if isinstance(value, jax.core.Tracer) else f"{float(value):g}"
+            parts.append(f"{name}={shown}")
+    return f"{type(sde).__name__}({', '.join(parts)})"
+
+
+def check_finite(name: str, value) -> None:
+    """Raises if a hyperparameter (a Python, NumPy or 0-d JAX number) is inf or NaN; it
+    would otherwise be accepted and turn a whole solve into NaN much later. A traced value
+    is not checked (it has no value yet)."""
+    if isinstance(value, jax.core.Tracer):
+        return
+    try:
+        finite = bool(np.all(np.isfinite(np.asarray(value, dtype=np.float64))))
+    except (TypeError, ValueError):
+        return  # not a number: the caller's type check names it
+    if not finite:
+        raise ValueError(f"`{name}` must be a finite number, got {value!r}; pass a finite value.")
+
+
 def check_positive(name: str, value: float) -> None:
+    check_finite(name, value)
     if not (is_real(value) and value > 0):
         raise ValueError(f"`{name}` must be a number > 0, got {value!r}.")
 
@@ -86,6 +112,8 @@ def check_score(
     """Checks, by abstract evaluation only, that `score(t, x)` (or `score(t, x, c)` when
     `condition` is given: the shapes and dtypes of ONE sample's condition) maps one sample
     of `data_shape` (which is `where`, e.g. "the data part of `shape`") to the same shape.
+
+    The output's dtype must be x's (`check_score_dtype`).
 
     Call it inside the caller's `filter_jit`: it then costs one trace per compilation, not
     a trace per call (about 4 ms for a small MLP), and still raises at the call."""
@@ -133,6 +161,25 @@ def check_score(
             f"`{name}(t, x)` must return an array shaped like x, {data_shape} ({where}), but "
             f"it returned {got}."
         )
+    check_score_dtype(out.dtype, x.dtype, name)
+
+
+def check_score_dtype(got, want, name: str = "score") -> None:
+    """A score is the real gradient of a log-density, as precise as `x`: its dtype must be
+    `x`'s. An integer score rounds every step; float16/bfloat16 throws away precision the
+    sampler then carries; a complex one is not a gradient of a real density (and Diffrax
+    fails on it deep inside a solve)."""
+    got, want = jnp.dtype(got), jnp.dtype(want)
+    if got == want:
+        return
+    if jnp.issubdtype(got, jnp.complexfloating):
+        fix = (
+            "a score is the real gradient of a log-density; return a real array "
+            "(`jnp.real(out).astype(x.dtype)` if the imaginary part is zero)"
+        )
+    else:
+        fix = "compute it in floating point and return `out.astype(x.dtype)`"
+    raise TypeError(f"`{name}(t, x)` must return x's dtype, {want}, but it returned {got}: {fix}.")
 
 
 # Raised when a traced value meets Python control flow or numpy: not a shape problem.
@@ -170,9 +217,36 @@ def check_eps(sde, eps: float | None, meaning: str) -> float:
     return eps
 
 
+def check_level_eps(sde, eps: float | None, meaning: str) -> float:
+    """The time of the smallest level of a noise-level ladder (`AnnealedLangevin`,
+    `MultiNoiseDSM`): `eps` if given (checked as by `check_eps`), else the SDE's
+    `level_eps`, which must lie in (0, T); checked outside jit."""
+    if eps is not None:
+        return check_eps(sde, eps, meaning)
+    eps, T = float(sde.level_eps), float(sde.T)
+    if not 0 < eps < T:
+        raise ValueError(
+            f"{describe(sde)} reaches its smallest declared noise only at t = {eps:g}, outside "
+            f"(0, T) = (0, {T:g}), so the default noise levels cannot end there; pass `eps=`, "
+            "the time of the smallest level, or widen the SDE's noise range."
+        )
+    return eps
+
+
+def check_nonempty(name: str, x, what: str) -> None:
+    """Raises if an `(n, ...)` array has no rows (n = 0) or a zero-sized data shape: there
+    is nothing to compute `what` of, and NumPy/JAX would fail on an empty reduction."""
+    shape = tuple(np.shape(x))
+    if len(shape) >= 1 and (shape[0] == 0 or 0 in shape[1:]):
+        raise ValueError(
+            f"`{name}` is empty (shape {shape}): {what} needs at least one row and a non-empty "
+            "data shape; pass an array of shape (n, *data_shape) with n >= 1."
+        )
+
+
 def check_finite_rows(name: str, x, fix: str) -> None:
     """Raises if a concrete `(n, ...)` array has NaN or inf, naming the first bad row."""
-    if isinstance(x, jax.core.Tracer):
+    if isinstance(x, jax.core.Tracer) or np.size(x) == 0:
         return
     bad = ~np.isfinite(np.asarray(x).reshape(np.shape(x)[0], -1)).all(axis=1)
     if bad.any():

@@ -17,7 +17,6 @@ import functools as ft
 
 import jax
 import jax.numpy as jnp
-import jax.random as jr
 import numpy as np
 
 from ._custom_types import Array, Float, PRNGKeyArray, Scalar, ScalarLike
@@ -28,6 +27,7 @@ from ._digits_metric import (
     digits_predictions as digits_predictions,
     frechet_distance as frechet_distance,
 )
+from ._numerics import normal
 from ._typecheck import typechecked
 
 
@@ -304,7 +304,7 @@ def _quantile_coupling(n: int, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 @ft.partial(jax.jit, static_argnames=("num_projections", "block"))
 def _sliced_wasserstein(x, y, key, num_projections, p, block):
-    theta = jr.normal(key, (num_projections, x.shape[1]), dtype=x.dtype)
+    theta = normal(key, (num_projections, x.shape[1]), x.dtype)
     theta = theta / jnp.linalg.norm(theta, axis=-1, keepdims=True)
     ix, iy, w = _quantile_coupling(x.shape[0], y.shape[0])
     w = jnp.asarray(w, dtype=x.dtype)

@@ -3,11 +3,12 @@
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import jax.random as jr
 import lineax as lx
 import numpy as np
 
+from .._checks import check_finite
 from .._custom_types import Array, Data, Float, PRNGKeyArray, Scalar
+from .._numerics import normal
 
 
 class LinearObservation(eqx.Module):
@@ -60,6 +61,7 @@ class LinearObservation(eqx.Module):
             noise_std, (int, float, np.ndarray, jax.Array)
         ):
             raise TypeError(f"`noise_std` must be a number >= 0, got {type(noise_std).__name__}.")
+        check_finite("noise_std", noise_std)
         noise_std = jnp.asarray(noise_std, dtype=float)
         if noise_std.ndim != 0 or not (
             isinstance(noise_std, jax.core.Tracer) or bool(noise_std >= 0)
@@ -121,7 +123,7 @@ class LinearObservation(eqx.Module):
         """One noisy observation $y = A x + \\sigma_y \\varepsilon$ of one sample `x` (a
         mask's hidden entries stay 0)."""
         ax = self.operator.mv(x)
-        noise = self.embed(self.select(jr.normal(key, ax.shape, ax.dtype)))  # hidden: 0
+        noise = self.embed(self.select(normal(key, ax.shape, ax.dtype)))  # hidden: 0
         return ax + self.noise_std.astype(ax.dtype) * noise
 
     def log_likelihood(self, x: Data, y: Data) -> Scalar:

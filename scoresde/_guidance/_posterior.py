@@ -12,7 +12,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._checks import check_callable
+from .._checks import check_callable, check_finite
 from .._condition import AbstractConditionBoundary
 from .._custom_types import Array, Data, Float, Scalar, ScalarLike
 from .._numerics import small_eigh
@@ -128,6 +128,7 @@ class DPS(AbstractPosteriorGuidance):
         _check(sde, score, obs)
         obs.require_noise("DPS")
         self.sde, self.score, self.obs = sde, score, obs
+        check_finite("scale", scale)
         self.scale = jnp.asarray(scale, dtype=float)
 
     def covariance_solve(self, t, x, transposed_denoiser):

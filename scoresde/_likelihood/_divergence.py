@@ -11,6 +11,7 @@ import jax.random as jr
 
 from .._checks import check_num, static_number
 from .._custom_types import Array, Data, Float, PRNGKeyArray, Scalar
+from .._numerics import normal
 
 
 class AbstractDivergence(eqx.Module):
@@ -82,7 +83,7 @@ class HutchinsonDivergence(AbstractDivergence):
         shape = (self.num_probes, *x.shape)
         if self.probe == "rademacher":
             return jr.rademacher(key, shape, x.dtype)
-        return jr.normal(key, shape, x.dtype)
+        return normal(key, shape, x.dtype)
 
     def __call__(self, f, x, probes):
         fx, jvp = jax.linearize(f, x)

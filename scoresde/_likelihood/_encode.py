@@ -13,6 +13,7 @@ from .._checks import (
     check_callable,
     check_eps,
     check_finite_rows,
+    check_nonempty,
     check_num,
     check_score,
     runtime_errors,
@@ -20,8 +21,9 @@ from .._checks import (
 from .._condition import bind, one_condition, prepare_condition
 from .._custom_types import Array, Float, FloatArrayLike
 from .._sampler._diffrax_sampler import check_solve
-from .._sampler._grid import AbstractTimeGrid, UniformGrid
+from .._sampler._grid import AbstractTimeGrid, check_grid, UniformGrid
 from .._sde import AbstractLinearSDE, AbstractSDE
+from .._sde._base import check_score_sde
 from .._sharding import batch_sharding, Devices, map_batch, resolve_mesh
 from .._solver import AbstractExponentialSolver
 from .._typecheck import typechecked
@@ -113,12 +115,14 @@ def encode(
         raise ValueError(
             f"`x` must have shape (n, *data_shape) with a leading batch axis, got {np.shape(x)}."
         )
+    check_nonempty("x", x, "encoding")
     check_finite_rows("x", x, "encoding needs finite points")
     x = jnp.asarray(x)
     if not jnp.issubdtype(x.dtype, jnp.floating):
         x = x.astype(float)
     eps = check_eps(sde, eps, "encode starts the ODE from the data at time eps")
     check_callable(score)
+    check_score_sde(sde, score, "encode()")
     condition = prepare_condition(score, condition, x.shape[0], "the number of rows of `x`")
     check_num("max_steps", max_steps)
     if num_steps is not None:
@@ -130,6 +134,8 @@ def encode(
             )
         if not isinstance(sde, AbstractLinearSDE):
             raise TypeError(f"{type(solver).__name__} needs a linear SDE (VPSDE, SubVPSDE, VESDE).")
+    if num_steps is not None:
+        check_grid(grid, sde, num_steps, eps)
     if chunk_size is not None:
         check_num("chunk_size", chunk_size)
     mesh = resolve_mesh(devices, x.shape[0], "The number of rows of `x`")

@@ -14,6 +14,7 @@ from .._checks import (
     check_callable,
     check_eps,
     check_finite_rows,
+    check_nonempty,
     check_num,
     check_score,
     runtime_errors,
@@ -21,7 +22,8 @@ from .._checks import (
 from .._condition import bind, one_condition, prepare_condition
 from .._custom_types import Array, Float, FloatArrayLike, Int, PRNGKeyArray, Real
 from .._sampler._diffrax_sampler import check_solve, solution_stats
-from .._sde import AbstractSDE
+from .._sde import AbstractSDE, warn_prior_mismatch
+from .._sde._base import check_score_sde
 from .._sharding import batch_sharding, Devices, fold_in_keys, map_batch, resolve_mesh
 from .._typecheck import typechecked
 from ._divergence import AbstractDivergence, ExactDivergence, HutchinsonDivergence
@@ -60,6 +62,7 @@ def _check_x(x) -> None:
         raise ValueError(
             f"`x` must have shape (n, *data_shape) with a leading batch axis, got {np.shape(x)}."
         )
+    check_nonempty("x", x, "a log-density")
     check_finite_rows("x", x, "a log-density needs finite points")
 
 
@@ -274,7 +277,9 @@ def log_prob(
     if not jnp.issubdtype(x.dtype, jnp.floating):
         x = x.astype(float)
     eps = check_eps(sde, eps, "log_prob gives the density of p_eps, the data at time eps")
+    warn_prior_mismatch(sde, float(jnp.mean(jnp.square(x))))
     check_callable(score)
+    check_score_sde(sde, score, "log_prob()")
     condition = prepare_condition(score, condition, x.shape[0], "the number of rows of `x`")
     check_num("max_steps", max_steps)
     if num_steps is not None:
@@ -378,6 +383,7 @@ def bits_per_dim(
     values = np.asarray(x)
     if values.ndim < 2:
         raise ValueError(f"`x` must have shape (n, *data_shape), got {values.shape}.")
+    check_nonempty("x", values, "bits per dimension")
     if np.any(values != np.round(values)) or values.min() < 0 or values.max() >= num_bins:
         raise ValueError(
             f"`x` must hold integers in [0, {num_bins}) (the discrete data before dequantisation)."

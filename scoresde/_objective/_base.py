@@ -9,10 +9,12 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 
-from .._checks import check_eps as _check_eps, static_number
+from .._checks import check_eps as _check_eps, describe, static_number
 from .._condition import bind
 from .._custom_types import Array, Batch, Data, Float, PRNGKeyArray, Scalar
+from .._numerics import noise_dtype, normal
 from .._sde import AbstractLinearSDE, AbstractSDE
+from .._sde._base import same_sde, sdes_in
 
 
 Model = Callable[[Scalar, Data], Data]
@@ -50,12 +52,31 @@ class AbstractObjective(eqx.Module):
         """Raises a clear error, before any tracing, if the objective cannot train on data
         of this shape."""
 
+    def check_model(self, model: Model) -> None:
+        """Raises if `model` holds an SDE (a [`NoisePrediction`][scoresde.NoisePrediction]'s,
+        an [`EDMDenoiser`][scoresde.EDMDenoiser]'s) other than the one this objective
+        perturbs the data with: the model would learn the score of one SDE and turn its
+        network's output into a score with the other. Same class and same constants
+        (compared when concrete; under `jit` only the class is known) count as the same."""
+        ours = sdes_in(self)
+        if not ours:
+            return
+        for theirs in sdes_in(model):
+            if not same_sde(theirs, ours[0]):
+                raise ValueError(
+                    f"`model` ({type(model).__name__}) is built on {describe(theirs)}, but "
+                    f"{type(self).__name__} perturbs the data with {describe(ours[0])}: build "
+                    f"both on the same SDE, e.g. `sde = {describe(ours[0])}` passed to the "
+                    "model and to the objective."
+                )
+
     def __call__(
         self, model: Model, batch: Batch, key: PRNGKeyArray, condition: Any = None
     ) -> Scalar:
         """The mean loss over a batch; data point `i` uses `fold_in(key, i)` and, for a
         conditional model, its own condition `condition[i]` (a pytree with a leading axis
         of the batch)."""
+        self.check_model(model)
         keys = jax.vmap(lambda i: jr.fold_in(key, i))(jnp.arange(batch.shape[0]))
         losses = jax.vmap(lambda x, k, c: self.loss_one(bind(model, c), x, k))(
             batch, keys, condition
@@ -88,10 +109,13 @@ def weight(sde: AbstractLinearSDE, weighting: Weighting, t: Scalar) -> Scalar:
 def perturb(
     sde: AbstractLinearSDE, t: Scalar, x: Data, key: PRNGKeyArray
 ) -> tuple[Data, Data, Scalar]:
-    r"""$x_t = m(t)x + s(t)z$; returns $(x_t, z, s(t))$."""
-    z = jr.normal(key, x.shape, x.dtype)
+    r"""$x_t = m(t)x + s(t)z$; returns $(x_t, z, s(t))$.
+
+    $z$ is drawn in at least float32 and stays so (it is the regression target); $x_t$ is
+    rounded to `x`'s dtype, the dtype the model is fed."""
+    z = normal(key, x.shape, noise_dtype(x.dtype))
     std = sde.std(t)
-    return sde.mean_coeff(t) * x + std * z, z, std
+    return (sde.mean_coeff(t) * x + std * z).astype(x.dtype), z, std
 
 
 class TimeDistribution(eqx.Module):

@@ -1,10 +1,10 @@
 import jax.numpy as jnp
 import jax.random as jr
 
-from .._checks import is_integer, static_number
+from .._checks import check_level_eps, is_integer, static_number
 from .._custom_types import Data, PRNGKeyArray, Scalar
 from .._sde import AbstractLinearSDE
-from ._base import AbstractObjective, check_eps, Model, perturb, require_linear
+from ._base import AbstractObjective, Model, perturb, require_linear
 
 
 class MultiNoiseDSM(AbstractObjective):
@@ -26,8 +26,10 @@ class MultiNoiseDSM(AbstractObjective):
 
     - `sde`: a linear SDE (usually [`VESDE`][scoresde.VESDE]).
     - `num_levels`: $L \ge 2$.
-    - `eps`: the time of the smallest level (default: the SDE's `default_eps`); for a
-      smallest noise $\sigma_L$ use `sde.t_from_sigma(sigma_L)`.
+    - `eps`: the time of the smallest level (default: the SDE's `level_eps`, as for
+      `AnnealedLangevin`: for the VE SDE the time at which $s(t) = \sigma_{\min}$, so the
+      ladder ends at the `sigma_min` you declared); for another smallest noise
+      $\sigma_L$ use `sde.t_from_sigma(sigma_L)`.
 
     ??? cite "Reference"
 
@@ -47,7 +49,8 @@ class MultiNoiseDSM(AbstractObjective):
         require_linear(self, sde)
         if not is_integer(num_levels) or num_levels < 2:
             raise ValueError(f"`num_levels` must be an integer >= 2, got {num_levels!r}.")
-        self.sde, self.num_levels, self.eps = sde, num_levels, check_eps(sde, eps)
+        eps = check_level_eps(sde, eps, "it is the time of the smallest noise level")
+        self.sde, self.num_levels, self.eps = sde, num_levels, eps
 
     def level_times(self):
         """The times $t_1 = T > \\dots > t_L = \\epsilon$ of the levels."""

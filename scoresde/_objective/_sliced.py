@@ -7,6 +7,7 @@ import jax.random as jr
 
 from .._checks import check_num, static_number
 from .._custom_types import Data, PRNGKeyArray, Scalar
+from .._numerics import normal
 from .._sde import AbstractLinearSDE
 from ._base import AbstractObjective, MaybeNoisy, Model
 
@@ -69,7 +70,7 @@ class SlicedScoreMatching(AbstractObjective):
         shape = (self.num_projections, *shape)
         if self.projection == "rademacher":
             return jr.rademacher(key, shape, dtype)
-        return jr.normal(key, shape, dtype)
+        return normal(key, shape, dtype)
 
     def loss_one(self, model: Model, x: Data, key: PRNGKeyArray) -> Scalar:
         key_in, key_v = jr.split(key)

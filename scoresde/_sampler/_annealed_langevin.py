@@ -2,27 +2,25 @@ import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
 
-from .._checks import static_number
+from .._checks import check_level_eps, static_number
 from .._custom_types import Array, Data, Float, PRNGKeyArray
 from .._sde import AbstractLinearSDE, AbstractSDE
 from ._base import (
     AbstractSampler,
     check_denoise,
-    check_eps,
     check_init_uniform,
     check_num,
     check_positive,
     initial_state,
     make_stats,
     nearest_steps,
-    resolve_eps,
     scan_with_snapshots,
     ScoreFn,
     split2,
     Stats,
     tweedie_denoise,
 )
-from ._grid import AbstractTimeGrid, UniformGrid
+from ._grid import AbstractTimeGrid, check_grid, UniformGrid
 from ._langevin import langevin_step
 
 
@@ -35,9 +33,12 @@ class AnnealedLangevin(AbstractSampler):
 
     The levels are the times $t_1 = T > \dots > t_L = \epsilon$ of `grid`, with
     $\sigma_i = s(t_i)$ the marginal std (the score's scale is $1/s(t)$); for the VE SDE a
-    uniform grid gives NCSN's geometric ladder
-    from $\sigma_{\max}$ down. The VE SDE's exact std vanishes at $t = 0$, so choose `eps`
-    for the smallest level you want: `eps=sde.t_from_sigma(sigma_L)`.
+    uniform grid gives NCSN's ladder from $\sigma_{\max}$ down. By default the ladder ends
+    at the SDE's `level_eps`: for the VE SDE the time at which $s(t) = \sigma_{\min}$, so
+    `VESDE(sigma_min=0.1, sigma_max=20)` gives levels from 20 to 0.1, as NCSN's
+    $\sigma_1, \sigma_L$ (its exact std vanishes at $t = 0$: at `default_eps` it would be
+    0.001, and every $\alpha_i$ about $10^4$ times NCSN's). For another smallest level
+    $\sigma_L$ pass `eps=sde.t_from_sigma(sigma_L)`.
 
     Large noise first lets the chain move between modes, so the mixture weights come out
     right where plain Langevin keeps the initial split (the NCSN toy-example tutorial).
@@ -48,7 +49,8 @@ class AnnealedLangevin(AbstractSampler):
     - `steps_per_level`: Langevin steps per level.
     - `step_size`: $\epsilon$, the step at the smallest level.
     - `grid`: where the levels fall in time (default uniform).
-    - `eps`: the time of the last level (default: the SDE's `default_eps`).
+    - `eps`: the time of the last level (default: the SDE's `level_eps`: the time of
+      `sigma_min` for the VE SDE, `default_eps` otherwise).
     - `init_uniform`: start uniform on `[low, high]^d` instead of from the prior.
     - `denoise`: finish with a Tweedie denoising step at the last level.
 
@@ -78,13 +80,16 @@ class AnnealedLangevin(AbstractSampler):
         check_init_uniform(self.init_uniform)
 
     def check(self, sde: AbstractSDE) -> None:
-        check_eps(sde, self.eps)
-        check_denoise(sde, self.denoise)
         if not isinstance(sde, AbstractLinearSDE):
             raise TypeError("AnnealedLangevin needs a linear SDE (its noise levels s(t)/m(t)).")
+        eps = check_level_eps(sde, self.eps, "it is the time of the smallest noise level")
+        check_denoise(sde, self.denoise)
+        if self.num_levels > 1:
+            check_grid(self.grid, sde, self.num_levels - 1, eps)
 
     def level_times(self, sde: AbstractSDE) -> Float[Array, " L"]:
-        eps = resolve_eps(sde, self.eps)
+        assert isinstance(sde, AbstractLinearSDE)
+        eps = sde.level_eps if self.eps is None else self.eps
         if self.num_levels == 1:
             return jnp.asarray([eps])
         return self.grid.times(sde, self.num_levels - 1, eps)

@@ -9,6 +9,7 @@ import numpy as np
 
 from .._checks import (
     check_eps as _check_eps,
+    check_finite as check_finite,
     check_num as check_num,
     check_positive as check_positive,
 )
@@ -63,6 +64,12 @@ class AbstractSampler(eqx.Module):
         if clock is None:
             start, end = self.clock_range(sde)
             return jnp.linspace(start, end, num)
+        if num > clock.shape[0]:
+            raise ValueError(
+                f"`saveat` asks for {num} snapshots, but {type(self).__name__} has only "
+                f"{clock.shape[0]} states to show (the initial one and {clock.shape[0] - 1} "
+                f"steps); ask for at most {clock.shape[0]}, or pass the clock values you want."
+            )
         return clock[evenly_spaced_steps(clock.shape[0] - 1, num)]
 
     def snap_save_times(self, sde: AbstractSDE, ts: Float[Array, " k"]) -> Float[Array, " k"]:
@@ -71,10 +78,10 @@ class AbstractSampler(eqx.Module):
         start, end = self.clock_range(sde)
         lo, hi = min(start, end), max(start, end)
         values = np.asarray(ts, dtype=np.float64)
-        if np.any(np.diff(values) * np.sign(end - start) < 0):
+        if not np.all(np.isfinite(values)):
             raise ValueError(
-                f"`saveat` times must follow the run of {type(self).__name__}, from {start:g} "
-                f"towards {end:g}; sort them in that order."
+                f"`saveat` times must be finite clock values of the run of "
+                f"{type(self).__name__}, from {start:g} to {end:g}; got {values.tolist()}."
             )
         slack = 1e-6 * max(abs(lo), abs(hi), 1.0)
         if values.min() < lo - slack or values.max() > hi + slack:
@@ -82,6 +89,11 @@ class AbstractSampler(eqx.Module):
                 f"`saveat` asks for snapshots at {values.min():g}..{values.max():g}, outside the "
                 f"run of {type(self).__name__}, which goes from {start:g} to {end:g}; ask for "
                 "times inside it."
+            )
+        if np.any(np.diff(values) * np.sign(end - start) < 0):
+            raise ValueError(
+                f"`saveat` times must follow the run of {type(self).__name__}, from {start:g} "
+                f"towards {end:g}; sort them in that order."
             )
         clock = self.clock(sde)
         if clock is None:
@@ -167,6 +179,8 @@ def initial_state(
 
 
 def check_init_uniform(init_uniform: tuple[float, float] | None) -> None:
+    if init_uniform is not None:
+        check_finite("init_uniform", init_uniform)
     if init_uniform is not None and not (
         len(init_uniform) == 2 and float(init_uniform[0]) < float(init_uniform[1])
     ):

@@ -18,7 +18,7 @@ from ._base import (
     Stats,
     tweedie_denoise,
 )
-from ._grid import AbstractTimeGrid
+from ._grid import AbstractTimeGrid, check_grid
 
 
 def score_evals_per_step(solver: dfx.AbstractSolver, is_sde: bool) -> tuple[int, int] | None:
@@ -134,6 +134,8 @@ class AbstractDiffraxSampler(AbstractSampler):
     def check(self, sde: AbstractSDE) -> None:
         check_eps(sde, self.eps)
         check_denoise(sde, self.denoise)
+        if not self.adaptive:
+            check_grid(self.grid, sde, self.num_steps, resolve_eps(sde, self.eps))
         if isinstance(self.solver, AbstractExponentialSolver) and not isinstance(
             sde, AbstractLinearSDE
         ):

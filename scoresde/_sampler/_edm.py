@@ -5,10 +5,12 @@ import jax.random as jr
 
 from .._checks import is_real, static_number
 from .._custom_types import Array, Data, Float, PRNGKeyArray, Scalar
+from .._numerics import normal
 from .._sde import AbstractLinearSDE, AbstractSDE
 from ._base import (
     AbstractSampler,
     check_eps,
+    check_finite,
     check_num,
     initial_state,
     make_stats,
@@ -19,7 +21,7 @@ from ._base import (
     split2,
     Stats,
 )
-from ._grid import EDMGrid
+from ._grid import check_grid, EDMGrid
 
 
 class EDMSampler(AbstractSampler):
@@ -69,6 +71,8 @@ class EDMSampler(AbstractSampler):
 
     def __check_init__(self):
         check_num("num_steps", self.num_steps, minimum=2)
+        for name in ("s_churn", "s_tmin", "s_noise", "rho"):
+            check_finite(name, getattr(self, name))
         for name in ("s_churn", "s_tmin", "s_noise"):
             value = getattr(self, name)
             if not (is_real(value) and value >= 0):
@@ -85,6 +89,7 @@ class EDMSampler(AbstractSampler):
                 f"SubVPSDE, VESDE); {type(sde).__name__} is not one."
             )
         check_eps(sde, self.eps)
+        check_grid(EDMGrid(self.rho), sde, self.num_steps - 1, resolve_eps(sde, self.eps))
 
     def clock(self, sde: AbstractSDE) -> Float[Array, " n+1"]:
         """The times of EDM's grid from $T$ to $\\epsilon$, then 0 (the denoised end)."""
@@ -121,7 +126,7 @@ class EDMSampler(AbstractSampler):
             on = (sigma >= self.s_tmin) & (sigma <= self.s_tmax)
             gamma = jnp.where(on, gamma_max, 0.0)
             sigma_hat = sigma * (1 + gamma)
-            z = jr.normal(jr.fold_in(key_steps, i), xbar.shape, xbar.dtype)
+            z = normal(jr.fold_in(key_steps, i), xbar.shape, xbar.dtype)
             extra = jnp.sqrt(sigma_hat**2 - sigma**2) * self.s_noise
             t_hat = jnp.where(on, sde.t_from_sigma(sigma_hat), t)
             return xbar + extra.astype(xbar.dtype) * z, sigma_hat, t_hat

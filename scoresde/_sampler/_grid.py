@@ -3,11 +3,14 @@
 import abc
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
+import numpy as np
 
-from .._checks import static_number
+from .._checks import check_finite, describe, static_number
 from .._custom_types import Array, Float
 from .._sde import AbstractLinearSDE, AbstractSDE
+from .._sde._base import _concrete
 
 
 class AbstractTimeGrid(eqx.Module):
@@ -41,6 +44,45 @@ def _require_linear(grid: AbstractTimeGrid, sde: AbstractSDE) -> AbstractLinearS
             f"linear SDE has; {type(sde).__name__} is not one. Use UniformGrid()."
         )
     return sde
+
+
+def check_grid(grid: AbstractTimeGrid, sde: AbstractSDE, num_steps: int, eps: float) -> None:
+    r"""Builds the grid once, outside jit, and raises if a time is NaN or inf or the times
+    do not strictly decrease from T to eps, naming the grid, the SDE's constants and the
+    cause: otherwise the solve runs on NaN times and the NaN samples are blamed on the
+    score. The usual cause is a grid placed in the noise-to-signal ratio
+    $\sigma(t) = s(t)/m(t)$ (EDM, log-SNR) of an SDE whose $\sigma(T)$ overflows float32
+    (`VPSDE(beta_max=1000)`: $\sigma(T)^2 = e^{500} - 1$)."""
+    if not _concrete(*(v for v in vars(sde).values() if isinstance(v, jax.Array))):
+        return
+    ts = np.asarray(grid.times(sde, num_steps, eps), dtype=np.float64)
+    bad = ~np.isfinite(ts)
+    if not bad.any() and np.all(np.diff(ts) < 0):
+        return
+    what = f"{type(grid).__name__} with {num_steps} steps on {describe(sde)}"
+    if isinstance(sde, AbstractLinearSDE):
+        dtype = jnp.result_type(float).name
+        for end, t in (("T", float(sde.T)), ("eps", float(eps))):
+            ratio = float(sde.sigma(t))
+            if not (np.isfinite(ratio) and ratio > 0):
+                raise ValueError(
+                    f"{what} gives {int(bad.sum())} of {ts.size} step times NaN or inf: the "
+                    f"SDE's noise-to-signal ratio s(t)/m(t) at t = {end} is {ratio:g} in "
+                    f"{dtype}; choose SDE constants that keep it finite (for a VP or sub-VP "
+                    "SDE, integrated beta over [0, T] below ~88: a smaller beta_max or T), or "
+                    "use UniformGrid(), which places steps in t."
+                )
+    if bad.any():
+        raise ValueError(
+            f"{what} gives {int(bad.sum())} of {ts.size} step times NaN or inf; use "
+            "UniformGrid(), or SDE constants for which the grid is finite."
+        )
+    first = int(np.argmax(np.diff(ts) >= 0))
+    raise ValueError(
+        f"{what} does not strictly decrease from T to eps (step {first}: t = {ts[first]:g} "
+        f"then {ts[first + 1]:g}): the steps are finer than float32 resolves there; use "
+        "fewer steps or UniformGrid()."
+    )
 
 
 class UniformGrid(AbstractTimeGrid):
@@ -77,6 +119,7 @@ class EDMGrid(AbstractTimeGrid):
     rho: float = static_number(default=7.0)
 
     def __check_init__(self):
+        check_finite("rho", self.rho)
         if not self.rho > 0:
             raise ValueError(f"`rho` must be > 0, got {self.rho}.")
 

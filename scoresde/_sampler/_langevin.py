@@ -4,6 +4,7 @@ import jax.random as jr
 
 from .._checks import static_number
 from .._custom_types import Array, Data, Float, PRNGKeyArray
+from .._numerics import normal
 from .._sde import AbstractSDE
 from ._base import (
     AbstractSampler,
@@ -23,7 +24,7 @@ from ._base import (
 
 def langevin_step(score: ScoreFn, t, x: Data, step_size, key: PRNGKeyArray) -> Data:
     r"""$x + \tfrac{\alpha}{2} s(t, x) + \sqrt{\alpha}\,z$, $z \sim \mathcal N(0, I)$."""
-    z = jr.normal(key, x.shape, x.dtype)
+    z = normal(key, x.shape, x.dtype)
     step_size = jnp.asarray(step_size, x.dtype)
     return x + 0.5 * step_size * score(t, x) + jnp.sqrt(step_size) * z
 

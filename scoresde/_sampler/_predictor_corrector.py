@@ -6,12 +6,13 @@ import jax.random as jr
 
 from .._checks import static_number
 from .._custom_types import Array, Data, Float, PRNGKeyArray, Scalar
-from .._numerics import scalar_barrier
+from .._numerics import normal, scalar_barrier
 from .._sde import AbstractLinearSDE, AbstractSDE
 from ._base import (
     AbstractSampler,
     check_denoise,
     check_eps,
+    check_finite,
     check_num,
     initial_state,
     make_stats,
@@ -23,7 +24,7 @@ from ._base import (
     Stats,
     tweedie_denoise,
 )
-from ._grid import AbstractTimeGrid, UniformGrid
+from ._grid import AbstractTimeGrid, check_grid, UniformGrid
 
 
 class AbstractPredictor(eqx.Module):
@@ -84,7 +85,7 @@ class EulerMaruyamaPredictor(AbstractPredictor):
 
     def step(self, sde, score, t, t_next, x, key):
         dt = (t_next - t).astype(x.dtype)
-        z = jr.normal(key, x.shape, x.dtype)
+        z = normal(key, x.shape, x.dtype)
         g = sde.diffusion(t).astype(x.dtype)
         return x + sde.reverse_drift(score, t, x) * dt + g * jnp.sqrt(-dt) * z
 
@@ -98,7 +99,7 @@ class ReverseDiffusionPredictor(AbstractPredictor):
     def step(self, sde, score, t, t_next, x, key):
         F, G = sde.discretize(t, t - t_next, x)
         G = G.astype(x.dtype)
-        z = jr.normal(key, x.shape, x.dtype)
+        z = normal(key, x.shape, x.dtype)
         return x - F + G**2 * score(t, x) + G * z
 
 
@@ -135,7 +136,7 @@ class LangevinCorrector(AbstractCorrector):
         alpha = (sde.mean_coeff(t) / sde.mean_coeff(t - dt)) ** 2
         step_size = scalar_barrier((2 * alpha * snr**2 * sde.std(t) ** 2).astype(x.dtype))
         for i in range(self.num_steps):
-            z = jr.normal(jr.fold_in(key, i), x.shape, x.dtype)
+            z = normal(jr.fold_in(key, i), x.shape, x.dtype)
             x = x + step_size * score(t, x) + jnp.sqrt(2 * step_size) * z
         return x
 
@@ -168,6 +169,7 @@ class PredictorCorrector(AbstractSampler):
 
     def __check_init__(self):
         check_num("num_steps", self.num_steps)
+        check_finite("snr", self.snr)
         if not self.snr > 0:
             raise ValueError(f"`snr` must be > 0, got {self.snr}.")
         if not isinstance(self.predictor, AbstractPredictor):
@@ -181,6 +183,7 @@ class PredictorCorrector(AbstractSampler):
     def check(self, sde: AbstractSDE) -> None:
         check_eps(sde, self.eps)
         check_denoise(sde, self.denoise)
+        check_grid(self.grid, sde, self.num_steps, resolve_eps(sde, self.eps))
         if isinstance(self.corrector, LangevinCorrector) and not isinstance(sde, AbstractLinearSDE):
             raise TypeError("LangevinCorrector sizes its steps by s(t): it needs a linear SDE.")
 

@@ -6,6 +6,7 @@ import numpy as np
 from .._checks import static_number
 from .._custom_types import Array, Data, Float, PRNGKeyArray
 from .._guidance import LinearObservation
+from .._numerics import normal
 from .._sde import AbstractLinearSDE, AbstractSDE
 from ._base import (
     AbstractConditioningSampler,
@@ -20,7 +21,7 @@ from ._base import (
     split2,
     Stats,
 )
-from ._grid import AbstractTimeGrid, UniformGrid
+from ._grid import AbstractTimeGrid, check_grid, UniformGrid
 from ._predictor_corrector import AbstractPredictor, ReverseDiffusionPredictor
 
 
@@ -104,6 +105,7 @@ class ReplacementInpainting(AbstractConditioningSampler):
         if not isinstance(sde, AbstractLinearSDE):
             raise TypeError("ReplacementInpainting needs a linear SDE (it noises y to time t).")
         check_eps(sde, self.eps)
+        check_grid(self.grid, sde, self.num_steps, resolve_eps(sde, self.eps))
 
     def check_condition(self, data_shape, condition) -> None:
         if not isinstance(condition, jax.ShapeDtypeStruct):
@@ -130,7 +132,7 @@ class ReplacementInpainting(AbstractConditioningSampler):
         key_init, key_steps = split2(key)
 
         def replace(x, t, key):
-            noised = sde.mean_coeff(t) * y + sde.std(t) * jr.normal(key, y.shape, y.dtype)
+            noised = sde.mean_coeff(t) * y + sde.std(t) * normal(key, y.shape, y.dtype)
             return mask * noised.astype(x.dtype) + (1 - mask) * x
 
         key_prior, key_noise = split2(key_init)

@@ -17,6 +17,7 @@ from .._checks import (
 from .._condition import bind, one_condition, prepare_condition
 from .._custom_types import Array, Batch, Float, Int, PRNGKeyArray
 from .._sde import AbstractSDE
+from .._sde._base import check_score_sde
 from .._sharding import Devices, fold_in_keys, map_batch, resolve_mesh
 from .._typecheck import as_shape, typechecked
 from ._base import AbstractConditioningSampler, AbstractSampler
@@ -249,6 +250,8 @@ def sample(
         raise TypeError(f"`sampler` must be an AbstractSampler, got {type(sampler).__name__}.")
     if sde is None:
         sde, sampler = _without_sde(sampler)
+    else:
+        check_score_sde(sde, score, "sample()")
     sampler.check(sde)
     check_callable(score)
     if isinstance(sampler, AbstractConditioningSampler):

@@ -8,6 +8,7 @@ import jax.random as jr
 from .._checks import static_number
 from .._custom_types import Array, Data, Float, PRNGKeyArray
 from .._guidance import AbstractPosteriorGuidance, DPS, LinearObservation, TMPD
+from .._numerics import normal
 from .._sde import AbstractLinearSDE, AbstractSDE
 from ._base import (
     AbstractConditioningSampler,
@@ -18,7 +19,7 @@ from ._base import (
     ScoreFn,
     Stats,
 )
-from ._grid import AbstractTimeGrid, UniformGrid
+from ._grid import AbstractTimeGrid, check_grid, UniformGrid
 
 
 def _systematic_resample(key: PRNGKeyArray, log_weights: Float[Array, " K"]) -> Array:
@@ -127,6 +128,7 @@ class TwistedDiffusionSampler(AbstractConditioningSampler):
         if not isinstance(sde, AbstractLinearSDE):
             raise TypeError("TwistedDiffusionSampler needs a linear SDE (Tweedie's denoiser).")
         check_eps(sde, self.eps)
+        check_grid(self.grid, sde, self.num_steps, resolve_eps(sde, self.eps))
 
     def check_condition(self, data_shape, condition) -> None:
         if not isinstance(condition, jax.ShapeDtypeStruct):
@@ -187,7 +189,7 @@ class TwistedDiffusionSampler(AbstractConditioningSampler):
             drift = jax.vmap(lambda xi: sde.drift(t, xi))(x)
             mean = x - (drift - g2 * s) * dt
             shift = g2 * dt * grad
-            z = jr.normal(key_z, x.shape, x.dtype)
+            z = normal(key_z, x.shape, x.dtype)
             x_new = mean + shift + jnp.sqrt(g2 * dt) * z
             # log N(x'; mean, g2 dt) - log N(x'; mean + shift, g2 dt)
             noise = x_new - mean - shift

@@ -13,7 +13,7 @@ from .._custom_types import (
     Scalar,
     ScalarLike,
 )
-from .._sde import AbstractLinearSDE
+from .._sde import AbstractLinearSDE, warn_prior_mismatch
 from .._typecheck import typechecked
 from ._base import AbstractExactScore
 
@@ -51,6 +51,8 @@ class EmpiricalScore(AbstractExactScore):
             raise ValueError("`data` contains NaN or inf.")
         self.sde = sde
         self.data = jnp.asarray(data, dtype=float)
+        if not isinstance(data, jax.core.Tracer):
+            warn_prior_mismatch(sde, float(jnp.mean(jnp.square(self.data))))
 
     def _check(self, x: Data) -> None:
         if x.shape != self.data.shape[1:]:

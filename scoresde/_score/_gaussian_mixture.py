@@ -15,7 +15,7 @@ from .._custom_types import (
     Scalar,
     ScalarLike,
 )
-from .._sde import AbstractLinearSDE
+from .._sde import AbstractLinearSDE, warn_prior_mismatch
 from .._typecheck import typechecked
 from ._base import AbstractExactScore
 
@@ -154,6 +154,15 @@ class GaussianMixtureScore(AbstractExactScore):
         self.weights = jnp.asarray(weights, dtype=float)
         self.means = jnp.asarray(means, dtype=float)
         self.covariances = jnp.asarray(covariances, dtype=float)
+        if concrete:
+            warn_prior_mismatch(sde, self.mean_square())
+
+    def mean_square(self) -> float:
+        r"""$\mathbb E[x_d^2]$ of the mixture, averaged over dimensions:
+        $\frac1d\sum_k w_k(\|\mu_k\|^2 + \operatorname{tr}\Sigma_k)$ (checked against the
+        SDE's prior by `warn_prior_mismatch`)."""
+        per = jnp.sum(self.means**2, axis=1) + jnp.trace(self.covariances, axis1=1, axis2=2)
+        return float(jnp.sum(self.weights * per) / self.means.shape[1])
 
     def _components(self, t: ScalarLike):
         m, s = self.sde.mean_coeff(t), self.sde.std(t)

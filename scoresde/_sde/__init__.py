@@ -1,7 +1,9 @@
 from ._base import (
     AbstractLinearSDE as AbstractLinearSDE,
     AbstractSDE as AbstractSDE,
+    PriorMismatchWarning as PriorMismatchWarning,
     ScoreFn as ScoreFn,
+    warn_prior_mismatch as warn_prior_mismatch,
 )
 from ._brownian import GridBrownianPath as GridBrownianPath
 from ._subvp import SubVPSDE as SubVPSDE

@@ -1,7 +1,12 @@
 """Abstract forward SDEs and the Diffrax terms they declare."""
 
 import abc
+import math
+import os
+import sys
+import warnings
 from collections.abc import Callable
+from typing import ClassVar
 
 import diffrax as dfx
 import equinox as eqx
@@ -12,9 +17,9 @@ import jax.random as jr
 import lineax as lx
 import numpy as np
 
-from .._checks import is_real
+from .._checks import check_finite, describe as describe, is_real
 from .._custom_types import Array, Data, PRNGKeyArray, Scalar, ScalarLike
-from .._numerics import scalar_barrier
+from .._numerics import normal, scalar_barrier
 
 
 ScoreFn = Callable[[Scalar, Data], Data]
@@ -27,6 +32,7 @@ def _as_scalar(name: str, value: ScalarLike) -> Array:
     out = jnp.asarray(value, dtype=float)
     if out.ndim != 0:
         raise ValueError(f"`{name}` must be a scalar, got shape {out.shape}.")
+    check_finite(name, value)
     return out
 
 
@@ -225,6 +231,38 @@ class AbstractLinearSDE(AbstractSDE):
     def prior_std(self) -> Scalar:
         """Standard deviation of the Gaussian prior $\\mathcal N(0, \\sigma_T^2 I)$."""
 
+    prior_fix: ClassVar[str] = "rescale the data to unit scale, or change the SDE's constants"
+    """How to bring the marginal at $T$ to the prior, for `warn_prior_mismatch`'s message."""
+
+    @property
+    def level_eps(self) -> float | Scalar:
+        """The time of the smallest noise level of a ladder of levels
+        ([`AnnealedLangevin`][scoresde.AnnealedLangevin],
+        [`MultiNoiseDSM`][scoresde.MultiNoiseDSM]) when none is given: `default_eps`,
+        unless the SDE declares a smallest noise of its own (the VE SDE's `sigma_min`)."""
+        return self.default_eps
+
+    def prior_mismatch(self, mean_square: float) -> float:
+        r"""An upper bound, in nats per dimension, on how far the marginal at $T$ is from
+        the prior, for data with $\mathbb E[x_d^2] = $ `mean_square` (averaged over
+        dimensions): the ELBO's prior term (Ho et al. 2020's $L_T$; Kingma et al. 2021's
+        "prior loss"), which bounds $\mathrm{KL}(p_T \,\|\, \pi)$ by convexity,
+
+        $$\frac1d\,\mathbb E_{x_0}\,\mathrm{KL}\big(\mathcal N(m x_0, s^2 I)\,\big\|\,
+        \mathcal N(0, \sigma_\pi^2 I)\big) = \tfrac12\Big(\frac{s^2}{\sigma_\pi^2} - 1 -
+        \log\frac{s^2}{\sigma_\pi^2}\Big) + \frac{m^2\,\mathbb E[x^2]}{2\sigma_\pi^2},$$
+
+        with $m = m(T)$, $s = s(T)$. It is 0 only when the SDE forgets the data entirely
+        and ends at exactly the prior's scale. It is also the most by which the prior
+        misstates $\log p_T$ per dimension on average, so it bounds the error it adds to a
+        log-likelihood through the probability-flow ODE. Computed in float64 from the
+        SDE's constants; cheap."""
+        T = self._const("T")
+        m, s, p = (float(v) for v in (self.mean_coeff(T), self.std(T), self.prior_std))
+        ratio = (s / p) ** 2
+        noise = 0.5 * (ratio - 1 - math.log(ratio)) if ratio > 0 else math.inf
+        return noise + 0.5 * m**2 * float(mean_square) / p**2
+
     def sigma(self, t: ScalarLike) -> Scalar:
         """The noise-to-signal ratio $\\sigma(t) = s(t)/m(t)$ (EDM's $\\sigma$)."""
         return self.std(t) / self.mean_coeff(t)
@@ -234,9 +272,13 @@ class AbstractLinearSDE(AbstractSDE):
         return -2.0 * jnp.log(self.sigma(t))
 
     def marginal_sample(self, key: PRNGKeyArray, t: ScalarLike, x0: Data) -> Data:
-        """One draw of $x_t$ given $x_0$, from the closed-form kernel."""
-        z = jr.normal(key, x0.shape, x0.dtype)
-        return self.mean_coeff(t) * x0 + self.std(t) * z
+        """One draw of $x_t$ given $x_0$, from the closed-form kernel, in `x0`'s dtype.
+
+        The noise is drawn and combined in at least float32, then rounded once to `x0`'s
+        dtype: bfloat16 data gets Gaussian noise with float32's tails, not bfloat16's 128
+        values."""
+        z = normal(key, x0.shape, jnp.promote_types(x0.dtype, jnp.float32))
+        return (self.mean_coeff(t) * x0 + self.std(t) * z).astype(x0.dtype)
 
     def prior_sample(self, key: PRNGKeyArray, data_shape: tuple[int, ...]) -> Data:
         return self.prior_std * jr.normal(key, data_shape)
@@ -253,3 +295,108 @@ class AbstractLinearSDE(AbstractSDE):
         var = self.std(t) ** 2 - ratio**2 * self.std(s) ** 2
         ratio, G = scalar_barrier(ratio, jnp.sqrt(jnp.maximum(var, 0.0)))
         return (ratio - 1) * x, G
+
+
+def sdes_in(tree) -> list[AbstractSDE]:
+    """Every SDE inside a pytree (a model, an objective), outermost first."""
+    is_sde = lambda node: isinstance(node, AbstractSDE)  # noqa: E731
+    return [leaf for leaf in jax.tree.leaves(tree, is_leaf=is_sde) if is_sde(leaf)]
+
+
+def same_sde(a: AbstractSDE, b: AbstractSDE) -> bool:
+    """Same class, and the same constants where both are concrete (float32 round-off
+    allowed: a constant read back from a checkpoint may differ in the last bit)."""
+    if type(a) is not type(b):
+        return False
+    for name, value in vars(a).items():
+        other = getattr(b, name)
+        if isinstance(value, jax.Array) and isinstance(other, jax.Array):
+            if isinstance(value, jax.core.Tracer) or isinstance(other, jax.core.Tracer):
+                continue
+            if not np.allclose(np.asarray(value), np.asarray(other), rtol=1e-6, atol=0):
+                return False
+    return True
+
+
+def check_score_sde(sde: AbstractSDE, score, caller: str) -> None:
+    """Raises if `score` holds an SDE (a parameterisation's, an exact score's, a guided
+    score's) other than `sde`, the one `caller` runs: the score would be evaluated with
+    one SDE's noise scale and integrated with another's."""
+    for theirs in sdes_in(score):
+        if not same_sde(theirs, sde):
+            raise ValueError(
+                f"`score` ({type(score).__name__}) is built on {describe(theirs)}, but {caller} "
+                f"was given {describe(sde)}: pass the SDE the score was built and trained with."
+            )
+
+
+class PriorMismatchWarning(UserWarning):
+    """The SDE's marginal at $T$ is far from its prior for the data's scale (see
+    [`warn_prior_mismatch`][scoresde.warn_prior_mismatch])."""
+
+
+PRIOR_MISMATCH_NATS = 0.5
+"""The threshold of `prior_mismatch`, in nats per dimension. By Pinsker's inequality a KL
+of 0.5 nats allows a total-variation distance of 0.5 per coordinate: half the prior's mass
+misplaced, a mismatch that shows in samples and likelihoods. Schedules that are merely
+imperfect stay below it: the tutorial's `VPSDE(0.001, 3)` on unit-scale data is at 0.12,
+Song et al.'s VP and VE settings at 1e-4 or less."""
+
+
+def warn_prior_mismatch(sde: AbstractSDE, mean_square: float) -> float | None:
+    r"""Warns (a [`PriorMismatchWarning`][scoresde.PriorMismatchWarning], once per call
+    site under Python's default filter) when a linear SDE does not carry data with
+    $\mathbb E[x^2] = $ `mean_square` to its prior: when
+    [`prior_mismatch`][scoresde.AbstractLinearSDE.prior_mismatch] exceeds 0.5 nats per
+    dimension. Sampling then starts from the wrong distribution at $T$ and
+    log-likelihoods are off by up to that much per dimension. `fit`, `log_prob` and the
+    exact scores call it; call it yourself on other data. The warning points at the first
+    caller outside the library. Returns the bound (`None` for a non-linear SDE or traced
+    constants, which are not checked).
+
+    **Arguments:**
+
+    - `sde`: the forward SDE.
+    - `mean_square`: the data's mean square, `np.mean(data**2)`."""
+    if not isinstance(sde, AbstractLinearSDE):
+        return None
+    if not _concrete(*(v for v in vars(sde).values() if isinstance(v, jax.Array))):
+        return None
+    bound = sde.prior_mismatch(mean_square)
+    if bound <= PRIOR_MISMATCH_NATS:
+        return bound
+    T = float(sde.T)
+    m, s, p = (float(v) for v in (sde.mean_coeff(T), sde.std(T), sde.prior_std))
+    if 0.5 * m**2 * mean_square / p**2 >= bound / 2:
+        cause = (
+            f"at T it keeps m(T) = {m:.3g} of data whose root mean square is "
+            f"{math.sqrt(mean_square):.3g}, against a prior std of {p:.3g}"
+        )
+    else:
+        cause = f"its noise at T, s(T) = {s:.3g}, is far from the prior's std {p:.3g}"
+    warnings.warn(
+        f"{describe(sde)} does not reach its prior N(0, {p:.3g}^2 I) for this data: {cause}, "
+        f"so KL(p_T || prior) may be up to {bound:.3g} nats per dimension (threshold "
+        f"{PRIOR_MISMATCH_NATS}): samples start from the wrong distribution and "
+        f"log-likelihoods are off by up to that much; {sde.prior_fix}.",
+        PriorMismatchWarning,
+        stacklevel=_outside_stacklevel(),
+    )
+    return bound
+
+
+def _outside_stacklevel() -> int:
+    """The `stacklevel` of `warnings.warn` (called by this function's caller) that names
+    the first frame outside scoresde and the wrappers around its functions (beartype,
+    jaxtyping, Equinox), so "once per call site" means once per line of the user's code
+    however deep in the library the warning is raised."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+    wrappers = tuple(os.sep + name + os.sep for name in ("jaxtyping", "equinox", "beartype"))
+    frame, level = sys._getframe(1), 1
+    while frame is not None:
+        name = frame.f_code.co_filename
+        inside = name.startswith((package, "<@beartype")) or any(w in name for w in wrappers)
+        if not inside:
+            return level
+        frame, level = frame.f_back, level + 1
+    return level

@@ -1,5 +1,7 @@
 """The linear noise schedule and everything the VP and sub-VP SDEs share."""
 
+from typing import ClassVar
+
 import jax.numpy as jnp
 
 from .._custom_types import Array, Data, Scalar, ScalarLike
@@ -21,6 +23,8 @@ class AbstractBetaScheduleSDE(AbstractLinearSDE):
     beta_min: Array
     beta_max: Array
     T: Array
+
+    prior_fix: ClassVar[str] = "rescale the data to unit scale, or take a larger beta_max (or T)"
 
     def __init__(
         self, beta_min: ScalarLike = 0.1, beta_max: ScalarLike = 20.0, T: ScalarLike = 1.0

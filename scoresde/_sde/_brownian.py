@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import jax.random as jr
 
 from .._custom_types import Array, PRNGKeyArray, Scalar, ScalarLike
+from .._numerics import normal
 
 
 class GridBrownianPath(dfx.AbstractBrownianPath):
@@ -104,7 +105,7 @@ class GridBrownianPath(dfx.AbstractBrownianPath):
     def increment(self, k: ScalarLike) -> Array:
         r"""$W(t_{k+1}) - W(t_k)$ for step `k`."""
         dt = self.ts[k + 1] - self.ts[k]
-        z = jr.normal(jr.fold_in(self.key, k), self.shape.shape, self.shape.dtype)
+        z = normal(jr.fold_in(self.key, k), self.shape.shape, self.shape.dtype)
         return jnp.sqrt(dt).astype(self.shape.dtype) * z
 
     @eqx.filter_jit
@@ -128,6 +129,6 @@ class GridBrownianPath(dfx.AbstractBrownianPath):
         dt = (self.ts[k + 1] - self.ts[k]).astype(self.shape.dtype)
         if self.levy_area is dfx.SpaceTimeLevyArea:
             key_h = jr.fold_in(jr.fold_in(self.key, k), 1)
-            h = jnp.sqrt(dt / 12) * jr.normal(key_h, self.shape.shape, self.shape.dtype)
+            h = jnp.sqrt(dt / 12) * normal(key_h, self.shape.shape, self.shape.dtype)
             return dfx.SpaceTimeLevyArea(dt=dt, W=w, H=h)
         return dfx.BrownianIncrement(dt=dt, W=w)

@@ -1,3 +1,5 @@
+from typing import ClassVar
+
 import jax.numpy as jnp
 
 from .._custom_types import Array, Data, Scalar, ScalarLike
@@ -23,6 +25,10 @@ class VESDE(AbstractLinearSDE):
     sigma_max: Array
     T: Array
 
+    prior_fix: ClassVar[str] = (
+        "rescale the data, or take sigma_max at least the data's largest pairwise distance"
+    )
+
     def __init__(
         self, sigma_min: ScalarLike = 0.01, sigma_max: ScalarLike = 50.0, T: ScalarLike = 1.0
     ):
@@ -41,6 +47,19 @@ class VESDE(AbstractLinearSDE):
     @property
     def default_eps(self) -> float:
         return 1e-5
+
+    @property
+    def level_eps(self) -> float | Scalar:
+        r"""The time at which the marginal std is $\sigma_{\min}$,
+        $t = T\ln 2 / (2\ln(\sigma_{\max}/\sigma_{\min}))$: a ladder of noise levels
+        ([`AnnealedLangevin`][scoresde.AnnealedLangevin],
+        [`MultiNoiseDSM`][scoresde.MultiNoiseDSM]) then ends at the `sigma_min` the user
+        wrote, as NCSN's $\sigma_L$, not at the exact std at `default_eps` (for
+        `VESDE(0.1, 20)`, 0.001: a step size $\epsilon\sigma_i^2/\sigma_L^2$ chosen for
+        $\sigma_L = 0.1$ would be $10^4$ times too large). A Python float when the constants
+        are concrete."""
+        t = self.t_from_sigma(self._const("sigma_min"))
+        return float(t) if _concrete(t) else t
 
     @property
     def prior_std(self) -> Scalar:

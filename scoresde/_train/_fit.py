@@ -15,7 +15,7 @@ import jax.random as jr
 import numpy as np
 import optax
 
-from .._checks import check_finite_rows, check_num, check_score
+from .._checks import check_finite_rows, check_nonempty, check_num, check_score
 from .._condition import (
     check_labels,
     check_null_label,
@@ -25,7 +25,8 @@ from .._condition import (
 )
 from .._custom_types import Array, Float, FloatArrayLike, Int, PRNGKeyArray
 from .._objective import AbstractObjective
-from .._sde import AbstractSDE
+from .._sde import AbstractSDE, warn_prior_mismatch
+from .._sde._base import sdes_in
 from .._sharding import batch_sharding, Devices, global_data, replicated, resolve_mesh
 from .._typecheck import typechecked
 from ._checkpoint import check_writable, CheckpointError, load_checkpoint, write
@@ -90,6 +91,7 @@ def _check_data(data: FloatArrayLike, batch_size: int) -> Float[Array, "n *data"
             f"`data` must have shape (n, *data_shape) with a leading batch axis, got {shape}."
         )
     array = np.asarray(data)
+    check_nonempty("data", array, "training")
     check_finite_rows("data", array, "remove or impute them before training")
     check_num("batch_size", batch_size)
     if batch_size > shape[0]:
@@ -330,6 +332,9 @@ def fit(
         check_writable(checkpoint)
     data = _check_data(data, batch_size)
     objective.check(data.shape[1:])
+    objective.check_model(model)
+    for sde in (sdes_in(objective) or sdes_in(model))[:1]:
+        warn_prior_mismatch(sde, float(jnp.mean(jnp.square(data))))
     condition, null = _check_conditioning(
         model, condition, condition_dropout, null_condition, data.shape[0]
     )
