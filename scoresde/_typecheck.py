@@ -117,7 +117,12 @@ def argument_error(name: str, value, hint, axes: dict[str, str]) -> Exception:
     fix = _fix(name, value, hint)
     text = f"`{name}` must be {expected}, got {got}{'; ' + fix if fix else ''}."
     wrong_shape_only = _is_array(value) and any(_dtype_ok(value, h) for h in _array_hints(hint))
-    return (ValueError if wrong_shape_only else TypeError)(text)
+    return (ArrayShapeError if wrong_shape_only else TypeError)(text)
+
+
+class ArrayShapeError(ValueError, TypeError):
+    """A right-typed array of the wrong shape. A `ValueError`, and a `TypeError` as the
+    type checker's own error was, so code catching either keeps working."""
 
 
 def describe_value(value) -> str:

@@ -28,7 +28,8 @@ def _perturbed(model, scale):
 
 def small_image_model():
     net = nn.UNet((1, 4, 4), base_channels=4, channel_mults=(1,), time_embed_size=8, key=jr.key(0))
-    return _perturbed(sd.NoisePrediction(net, SDE), 0.1)
+    # The network's weights perturbed, not the SDE's constants: those define the problem.
+    return sd.NoisePrediction(_perturbed(net, 0.1), SDE)
 
 
 def test_the_default_divergence_follows_the_networks_cost(monkeypatch):

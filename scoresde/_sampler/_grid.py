@@ -55,7 +55,10 @@ def check_grid(grid: AbstractTimeGrid, sde: AbstractSDE, num_steps: int, eps: fl
     (`VPSDE(beta_max=1000)`: $\sigma(T)^2 = e^{500} - 1$)."""
     if not _concrete(*(v for v in vars(sde).values() if isinstance(v, jax.Array))):
         return
-    ts = np.asarray(grid.times(sde, num_steps, eps), dtype=np.float64)
+    ts = grid.times(sde, num_steps, eps)
+    if isinstance(ts, jax.core.Tracer):  # `sample` called inside the user's own jit
+        return
+    ts = np.asarray(ts, dtype=np.float64)
     bad = ~np.isfinite(ts)
     if not bad.any() and np.all(np.diff(ts) < 0):
         return

@@ -332,7 +332,13 @@ def check_score_sde(sde: AbstractSDE, score, caller: str) -> None:
 
 class PriorMismatchWarning(UserWarning):
     """The SDE's marginal at $T$ is far from its prior for the data's scale (see
-    [`warn_prior_mismatch`][scoresde.warn_prior_mismatch])."""
+    [`warn_prior_mismatch`][scoresde.warn_prior_mismatch]). Turn it into an error with
+    `warnings.simplefilter("error", sd.PriorMismatchWarning)`.
+
+    **Arguments:**
+
+    - `message`: the one-line explanation, as for any `Warning`.
+    """
 
 
 PRIOR_MISMATCH_NATS = 0.5
@@ -351,13 +357,18 @@ def warn_prior_mismatch(sde: AbstractSDE, mean_square: float) -> float | None:
     dimension. Sampling then starts from the wrong distribution at $T$ and
     log-likelihoods are off by up to that much per dimension. `fit`, `log_prob` and the
     exact scores call it; call it yourself on other data. The warning points at the first
-    caller outside the library. Returns the bound (`None` for a non-linear SDE or traced
-    constants, which are not checked).
+    caller outside the library. A non-linear SDE, or one with traced constants, is not
+    checked.
 
     **Arguments:**
 
     - `sde`: the forward SDE.
-    - `mean_square`: the data's mean square, `np.mean(data**2)`."""
+    - `mean_square`: the data's mean square, `np.mean(data**2)`.
+
+    **Returns:**
+
+    The bound in nats per dimension, or `None` where it is not checked.
+    """
     if not isinstance(sde, AbstractLinearSDE):
         return None
     if not _concrete(*(v for v in vars(sde).values() if isinstance(v, jax.Array))):
