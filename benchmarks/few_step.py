@@ -266,7 +266,10 @@ def part_dist(quick: bool) -> dict:
     }
 
 
-def part_speed(quick: bool) -> dict:
+def part_speed(quick: bool, network: bool = False) -> dict:
+    """`network=False`: the exact mixture score, cheap, so the solvers' own arithmetic and
+    `sample()`'s fixed cost show; `network=True`: the 3x256 MLP the other fixed-step
+    samplers are timed with (untrained: the cost is the same)."""
     import jax
     import jax.lax as lax
     import jax.numpy as jnp
@@ -276,6 +279,8 @@ def part_speed(quick: bool) -> dict:
     from _common import timing
 
     sd, sde, score = setup()
+    if network:
+        score = sd.NoisePrediction(sd.nn.TimeMLP(D, key=jr.key(0)), sde)
     n, steps = (2000 if quick else 10_000), 20
     z = jr.normal(jr.PRNGKey(0), (n, D))
     ts = sd.LogSNRGrid().times(sde, steps, sde.default_eps)
@@ -300,6 +305,7 @@ def part_speed(quick: bool) -> dict:
         return x
 
     res = {"batch": n, "steps": steps, "repeats": 15, "timing": "interleaved with the scan loop"}
+    res["score"] = "TimeMLP(16), 3 x 256 ReLU" if network else "the exact 16-D mixture score"
     ref = timing(scan_2m, z, repeats=3)
     res["lax.scan DPM-Solver++(2M)"] = {"median_s": ref["median_s"], "compile_s": ref["compile_s"]}
     lib = {
@@ -667,9 +673,11 @@ def report(results: dict) -> str:
     tr = results.get("trained")
     if tr:
         lines += _report_trained(tr)
-    s = results.get("speed")
-    if s:
-        lines += [f"## Speed (batch {s['batch']}, {s['steps']} steps, float32)", ""]
+    for s in (results.get("speed"), results.get("speed_mlp")):
+        if not s:
+            continue
+        score = s.get("score", "the exact 16-D mixture score")
+        lines += [f"## Speed (batch {s['batch']}, {s['steps']} steps, float32, {score})", ""]
         lines.append(
             "Library runs alternate with runs of the `lax.scan` loop (one score call per step, "
             "the same 2M update), 15 pairs; ratios: median of the per-pair ratios, and of "
@@ -807,17 +815,20 @@ def plot(results: dict, path: Path) -> None:
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--part", choices=("path", "dist", "speed", "diffusers", "trained"))
+    ap.add_argument(
+        "--part", choices=("path", "dist", "speed", "speed_mlp", "diffusers", "trained")
+    )
     ap.add_argument("--quick", action="store_true")
     ap.add_argument(
         "--rerun",
         nargs="+",
-        choices=("path", "dist", "speed", "diffusers", "trained"),
+        choices=("path", "dist", "speed", "speed_mlp", "diffusers", "trained"),
         help="rerun only these parts",
     )
     args = ap.parse_args()
     if args.part:
         fn = {"path": part_path, "dist": part_dist, "speed": part_speed,
+              "speed_mlp": lambda quick: part_speed(quick, network=True),
               "diffusers": part_diffusers, "trained": part_trained}[args.part]  # fmt: skip
         print("RESULT " + json.dumps(fn(args.quick)))
         return
@@ -827,7 +838,7 @@ def main():
     name = "few_step_quick" if args.quick else "few_step"
     results = {"command": "python benchmarks/few_step.py" + (" --quick" if args.quick else ""),
                "environment": environment()}  # fmt: skip
-    parts = ("path", "dist", "speed", "diffusers", "trained")
+    parts = ("path", "dist", "speed", "speed_mlp", "diffusers", "trained")
     if args.rerun:
         results = {**json.loads((OUT / f"{name}.json").read_text()), **results}
         parts = args.rerun
