@@ -49,11 +49,15 @@ def check_key(key, name: str = "key") -> None:
     given = f"{type(key).__name__} {key!r}" if is_real(key) else type(key).__name__
     if hasattr(key, "shape") and hasattr(key, "dtype"):
         given = f"an array of dtype {key.dtype} and shape {tuple(key.shape)}"
-    seed = key if is_integer(key) else "seed"
     raise TypeError(
-        f"`{name}` must be a JAX PRNG key such as jax.random.key(0), got {given}; pass "
-        f"{name}=jax.random.key({seed})."
+        f"`{name}` must be a JAX PRNG key such as jax.random.key(0), got {given}; "
+        f"{key_fix(name, key)}."
     )
+
+
+def key_fix(name: str, value) -> str:
+    """How to turn what was passed as a key into one: an int is taken as the seed."""
+    return f"pass {name}=jax.random.key({value if is_integer(value) else 'seed'})"
 
 
 def check_num(name: str, value: int, minimum: int = 1) -> None:

@@ -20,7 +20,7 @@ import numpy as np
 from beartype import beartype
 from jaxtyping import jaxtyped, TypeCheckError
 
-from ._checks import as_python_scalar
+from ._checks import as_python_scalar, key_fix
 
 
 _PARAMETER = re.compile(r"typechecking parameter '(\w+)'")
@@ -226,9 +226,7 @@ def _fix(name: str, value, hint) -> str:
         return f"call it: {value.__name__}(...)"
     arrays = _array_hints(hint)
     if any("prng_key" in a.dtypes for a in arrays):
-        if isinstance(value, int) and not isinstance(value, bool):
-            return f"pass {name}=jax.random.key({value})"
-        return f"pass {name}=jax.random.key(seed)"
+        return key_fix(name, value)
     if not arrays:
         return ""
     float_only = all(getattr(a.dtype, "__name__", "") == "Float" for a in arrays)

@@ -42,13 +42,6 @@ class SampleResult(eqx.Module):
     stats: dict[str, Int[Array, " n"] | Float[Array, " n"]]
 
 
-def _check_shape(shape: tuple[int, ...]) -> None:
-    if len(shape) < 1 or any(isinstance(s, bool) or s < 1 for s in shape):
-        raise ValueError(
-            f"`shape` must be (num_samples, *data_shape) with every entry >= 1, got {shape}."
-        )
-
-
 def _check_initial(initial, shape: tuple[int, ...]):
     """`initial` as a float array of exactly `shape` with finite rows, or `None`."""
     if initial is None:
@@ -245,7 +238,7 @@ def sample(
 
     An array of exactly `shape`, or a `SampleResult` if `return_info=True`.
     """
-    _check_shape(shape)
+    # `shape` was validated item by item, and made Python ints, by `typechecked`.
     if not isinstance(sampler, AbstractSampler):
         raise TypeError(f"`sampler` must be an AbstractSampler, got {type(sampler).__name__}.")
     if sde is None:
