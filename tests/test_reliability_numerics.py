@@ -341,3 +341,17 @@ def test_grid_overflowing_float32_named(grid):
 )
 def test_empty_inputs_refused(call):
     _raises_one_line(ValueError, r"is empty \(shape \(0, 2\)\)", lambda: call(np.zeros((0, 2))))
+
+
+@pytest.mark.parametrize(
+    "args, error, match",
+    [
+        (("vp", 1.0), TypeError, r"`sde` must be an SDE"),
+        ((sd.VPSDE(), float("nan")), ValueError, r"`mean_square` must be a finite number >= 0"),
+        ((sd.VPSDE(), -1.0), ValueError, r"`mean_square` must be a finite number >= 0"),
+        ((sd.VPSDE(), np.ones(3)), ValueError, r"`mean_square` must be a finite number >= 0"),
+    ],
+    ids=["sde", "nan", "negative", "array"],
+)
+def test_warn_prior_mismatch_refuses_bad_arguments(args, error, match):
+    _raises_one_line(error, match, lambda: sd.warn_prior_mismatch(*args))

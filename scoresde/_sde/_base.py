@@ -369,6 +369,13 @@ def warn_prior_mismatch(sde: AbstractSDE, mean_square: float) -> float | None:
 
     The bound in nats per dimension, or `None` where it is not checked.
     """
+    if not isinstance(sde, AbstractSDE):
+        raise TypeError(f"`sde` must be an SDE such as sd.VPSDE(), got {type(sde).__name__}.")
+    if not (is_real(mean_square) and math.isfinite(mean_square) and mean_square >= 0):
+        raise ValueError(
+            f"`mean_square` must be a finite number >= 0, the data's mean square "
+            f"np.mean(data**2), got {mean_square!r}."
+        )
     if not isinstance(sde, AbstractLinearSDE):
         return None
     if not _concrete(*(v for v in vars(sde).values() if isinstance(v, jax.Array))):
